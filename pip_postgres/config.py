@@ -1,0 +1,557 @@
+"""Configuration of :class:`~pip_postgres.PostgresConnection`, parsed into frozen value objects.
+
+Everything here is pure: no I/O, no references, no network. The connection component resolves
+discovery keys and credential store keys first (see :mod:`pip_postgres.resolver`) and then hands
+plain sections to :meth:`PostgresConfig.from_sections`; a configuration that needs no resolution
+goes straight through :meth:`PostgresConfig.from_config`.
+
+Every value arrives as :class:`~pip_services4_components.config.ConfigParams` gives it: a string
+(from YAML, JSON or an environment variable), a number, or ``None``. An empty string or ``None``
+means "not set". Anything else that cannot be used raises
+:class:`~pip_services4_commons.errors.ConfigException` whose message names the key and the
+problem, and never the password.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from pip_services4_commons.errors import ConfigException
+from pip_services4_components.config import ConfigParams
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_MS",
+    "DEFAULT_PORT",
+    "Endpoint",
+    "PostgresConfig",
+    "PostgresOptions",
+]
+
+#: PostgreSQL's port, used where a connection names no port.
+DEFAULT_PORT = 5432
+
+#: The timeout, in milliseconds, that applies where ``options.connect_timeout`` is 0 or not set:
+#: long enough for a TLS handshake across a slow network, short enough that a service whose
+#: database is unreachable fails at start instead of hanging.
+DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+
+#: The largest duration accepted, in milliseconds (about 24.8 days, as in JavaScript timers):
+#: a bound that keeps every wait finite and representable.
+MAX_DURATION_MS = 2**31 - 1
+
+#: The largest pool accepted; PostgreSQL's own ``max_connections`` is rarely above a few
+#: thousand.
+MAX_POOL_SIZE = 10_000
+
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _error(code: str, key: str, problem: str) -> ConfigException:
+    return ConfigException(None, code, f"{key}: {problem}")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Section:
+    """Typed reads from one configuration section, with errors that name the full key."""
+
+    def __init__(self, values: Mapping[str, Any], prefix: str) -> None:
+        self._values = values
+        self._prefix = prefix
+
+    def key(self, name: str) -> str:
+        return f"{self._prefix}{name}"
+
+    def raw(self, *names: str) -> tuple[str, Any]:
+        """Return the first name that is set, and its value (``None`` when none is set)."""
+        for name in names:
+            value = self._values.get(name)
+            if value is not None and not (isinstance(value, str) and value.strip() == ""):
+                return name, value
+        return names[0], None
+
+    def string(self, *names: str) -> str | None:
+        name, value = self.raw(*names)
+        if value is None:
+            return None
+        if isinstance(value, (bytes, bytearray)):
+            raise _error("BAD_VALUE", self.key(name), "must be a string")
+        text = str(value)
+        if "\x00" in text:
+            raise _error("BAD_VALUE", self.key(name), "must not contain a NUL character")
+        return text
+
+    def number(self, name: str, *, integer: bool) -> float | None:
+        _, value = self.raw(name)
+        if value is None:
+            return None
+        key = self.key(name)
+        if isinstance(value, bool):
+            raise _error("BAD_VALUE", key, f"must be a number, not a boolean ({value!r})")
+        if isinstance(value, int):
+            return float(value) if not integer else value
+        if isinstance(value, float):
+            number = value
+        else:
+            text = str(value).strip()
+            pattern = _INTEGER if integer else _NUMBER
+            if not pattern.fullmatch(text):
+                kind = "a whole number" if integer else "a number"
+                raise _error("BAD_VALUE", key, f"must be {kind}, got {_show(value)}")
+            number = int(text) if integer else float(text)
+        if isinstance(number, float):
+            if not math.isfinite(number):
+                raise _error("BAD_VALUE", key, f"must be a finite number, got {_show(value)}")
+            if integer and not number.is_integer():
+                raise _error("BAD_VALUE", key, f"must be a whole number, got {_show(value)}")
+        return number
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.number(name, integer=True)
+        if value is None:
+            return default
+        if not low <= value <= high:
+            raise _error(
+                "BAD_VALUE", self.key(name), f"must be between {low} and {high}, got {value:g}"
+            )
+        return int(value)
+
+    def milliseconds(self, name: str, default_ms: float, *, zero_means_default: bool) -> float:
+        """Read a duration in milliseconds and return it in seconds."""
+        value = self.number(name, integer=False)
+        if value is None or (zero_means_default and value == 0):
+            value = default_ms
+        if not 0 <= value <= MAX_DURATION_MS:
+            raise _error(
+                "BAD_VALUE",
+                self.key(name),
+                f"must be between 0 and {MAX_DURATION_MS} milliseconds, got {value:g}",
+            )
+        return float(value) / 1000.0
+
+    def boolean(self, name: str, default: bool) -> bool:
+        _, value = self.raw(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise _error("BAD_VALUE", self.key(name), f"must be true or false, got {_show(value)}")
+
+    def choice(self, name: str, choices: Sequence[str]) -> str | None:
+        value = self.string(name)
+        if value is not None and value not in choices:
+            raise _error(
+                "BAD_VALUE",
+                self.key(name),
+                f"must be one of {', '.join(choices)}; got {_show(value)}",
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server address: a host name, an IP address or a Unix socket directory, and a port."""
+
+    #: Host name, IP address, or an absolute path to a Unix socket directory.
+    host: str
+    #: TCP port, 1..65535; default :data:`DEFAULT_PORT` (5432).
+    port: int = DEFAULT_PORT
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PostgresOptions:
+    """The ``options`` section: pool sizing, timeouts, and session settings.
+
+    Durations are configured in milliseconds (Pip.Services' convention) and stored here in
+    seconds, the unit psycopg_pool takes.
+    """
+
+    #: ``options.max_pool_size``: the most connections the pool opens (pool ``max_size``).
+    #: Default 10.
+    max_pool_size: int = 10
+    #: ``options.min_pool_size``: connections kept open even when idle (pool ``min_size``).
+    #: Default 1, so that the first request after a quiet period does not pay for a connect.
+    min_pool_size: int = 1
+    #: ``options.connect_timeout`` (ms), in seconds: the longest a checkout waits for a
+    #: connection (pool ``timeout``) and the longest establishing one new connection may take
+    #: (libpq ``connect_timeout``, rounded up to whole seconds, at least 2). 0 or unset means
+    #: :data:`DEFAULT_CONNECT_TIMEOUT_MS` (10 s); there is never an endless wait.
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_MS / 1000.0
+    #: ``options.idle_timeout`` (ms), in seconds: how long a connection above
+    #: :attr:`min_pool_size` may sit unused in the pool before it is closed (pool
+    #: ``max_idle``). Default 10 s.
+    idle_timeout: float = 10.0
+    #: ``options.max_lifetime`` (ms), in seconds: connections older than this are closed and
+    #: replaced when they are next returned or checked (pool ``max_lifetime``, which adds up to
+    #: 5% of jitter so that connections do not all expire at once). Default 1 hour.
+    max_lifetime: float = 3600.0
+    #: ``options.max_waiting``: the most callers that may queue for a connection before further
+    #: ones fail at once; 0, the default, means no limit.
+    max_waiting: int = 0
+    #: ``options.autocommit``: hand out connections in autocommit mode. Default ``False``: a
+    #: checkout is one transaction, committed on success and rolled back on error.
+    autocommit: bool = False
+    #: ``options.application_name``: shown in ``pg_stat_activity``. Default: not set.
+    application_name: str | None = None
+    #: ``options.ssl_mode``: libpq ``sslmode`` (disable, allow, prefer, require, verify-ca,
+    #: verify-full). Default: not set, libpq's own default (``prefer``) applies.
+    ssl_mode: str | None = None
+    #: ``options.ssl_root_cert``: path of the CA certificate file (libpq ``sslrootcert``).
+    ssl_root_cert: str | None = None
+    #: ``options.ssl_cert``: path of the client certificate file (libpq ``sslcert``).
+    ssl_cert: str | None = None
+    #: ``options.ssl_key``: path of the client private key file (libpq ``sslkey``).
+    ssl_key: str | None = None
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any], prefix: str = "options.") -> PostgresOptions:
+        """Parse and validate an ``options`` section.
+
+        :param options: the section's keys without the ``options.`` prefix, for instance
+            ``config.get_section("options")``.
+        :param prefix: how keys are named in error messages.
+        :raises ConfigException: a value has the wrong type or is out of range.
+        """
+        section = _Section(options, prefix)
+        max_size = section.integer("max_pool_size", cls.max_pool_size, 1, MAX_POOL_SIZE)
+        min_size = section.integer("min_pool_size", min(cls.min_pool_size, max_size), 0, max_size)
+        default_ms = DEFAULT_CONNECT_TIMEOUT_MS
+        return cls(
+            max_pool_size=max_size,
+            min_pool_size=min_size,
+            connect_timeout=section.milliseconds(
+                "connect_timeout", default_ms, zero_means_default=True
+            ),
+            idle_timeout=section.milliseconds(
+                "idle_timeout", cls.idle_timeout * 1000, zero_means_default=False
+            ),
+            max_lifetime=section.milliseconds(
+                "max_lifetime", cls.max_lifetime * 1000, zero_means_default=False
+            ),
+            max_waiting=section.integer("max_waiting", cls.max_waiting, 0, 1_000_000),
+            autocommit=section.boolean("autocommit", cls.autocommit),
+            application_name=section.string("application_name"),
+            ssl_mode=section.choice("ssl_mode", _SSL_MODES),
+            ssl_root_cert=section.string("ssl_root_cert"),
+            ssl_cert=section.string("ssl_cert"),
+            ssl_key=section.string("ssl_key"),
+        )
+
+    def libpq_params(self) -> dict[str, str]:
+        """The libpq parameters these options set (SSL, application name, connect timeout)."""
+        params = {
+            "application_name": self.application_name,
+            "sslmode": self.ssl_mode,
+            "sslrootcert": self.ssl_root_cert,
+            "sslcert": self.ssl_cert,
+            "sslkey": self.ssl_key,
+        }
+        result = {key: value for key, value in params.items() if value is not None}
+        # libpq counts whole seconds and treats 1 as 2: round up, never below 2.
+        result["connect_timeout"] = str(max(2, math.ceil(self.connect_timeout)))
+        return result
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What one connection section (after discovery) says: addresses, database, URI params."""
+
+    endpoints: tuple[Endpoint, ...]
+    database: str | None
+    username: str | None
+    password: str | None
+    params: dict[str, str]
+
+
+def _port(value: Any, key: str) -> int:
+    return _Section({key: value}, "").integer(key, DEFAULT_PORT, 1, 65535)
+
+
+def _check_host(host: str, key: str) -> str:
+    if any(char in host for char in ", \t\r\n\\'\"") or not host.isprintable():
+        raise _error(
+            "BAD_VALUE",
+            key,
+            f"{_show(host)} is not a host name, an IP address or a socket directory",
+        )
+    return host
+
+
+def _parse_uri(uri: str, key: str, secrets: Sequence[str]) -> dict[str, str]:
+    try:
+        params = conninfo_to_dict(uri)
+    except psycopg.Error as error:
+        message = _redact(str(error).strip(), secrets)
+        raise _error(
+            "BAD_URI",
+            key,
+            f"not a valid postgresql:// URI or key=value connection string ({message})",
+        ) from None
+    return {name: str(value) for name, value in params.items() if value is not None}
+
+
+def _uri_secrets(uri: str) -> list[str]:
+    """Best-effort guess of the password inside a URI that may not parse."""
+    found = re.findall(r"://[^:/@?]*:([^@/?]*)@", uri)
+    found += re.findall(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", uri)
+    return [secret.strip("'") for secret in found if secret]
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _ports(section: _Section, uri_ports: list[str], count: int) -> list[int]:
+    """Ports for ``count`` hosts: the explicit ``port`` key, else the URI's list or single port."""
+    name, value = section.raw("port")
+    if value is not None:
+        return [_port(value, section.key(name))] * count
+    if len(uri_ports) > 1 and len(uri_ports) != count:
+        raise _error(
+            "BAD_URI", section.key("uri"), f"names {count} hosts but {len(uri_ports)} ports"
+        )
+    if len(uri_ports) <= 1:
+        uri_ports = (uri_ports or [""]) * count
+    where = f"{section.key('uri')} port"
+    return [_port(port, where) if port.strip() else DEFAULT_PORT for port in uri_ports]
+
+
+def _parse_target(values: Mapping[str, Any], prefix: str) -> _Target:
+    section = _Section(values, prefix)
+    uri = section.string("uri")
+    params = _parse_uri(uri, section.key("uri"), _uri_secrets(uri)) if uri is not None else {}
+    uri_hosts = params.pop("host").split(",") if "host" in params else [""]
+    uri_ports = params.pop("port").split(",") if "port" in params else []
+    host = section.string("host", "ip")
+    if host is not None:
+        hosts, host_key = [host.strip()], section.key("host")
+    elif uri is not None:
+        # A URI without a host means localhost, over TCP.
+        hosts, host_key = [h.strip() or "localhost" for h in uri_hosts], section.key("uri")
+    else:
+        raise _error(
+            "NO_HOST", section.key("host"), f"is not set: give it or {section.key('uri')}"
+        )
+    ports = _ports(section, uri_ports, len(hosts))
+    dbname = params.pop("dbname", None)
+    return _Target(
+        endpoints=tuple(
+            Endpoint(_check_host(h, host_key), port) for h, port in zip(hosts, ports)
+        ),
+        database=section.string("database") or dbname,
+        username=params.pop("user", None),
+        password=params.pop("password", None),
+        params=params,
+    )
+
+
+def _merge_params(targets: Sequence[tuple[str, _Target]]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    for prefix, target in targets:
+        for name, value in target.params.items():
+            if name in merged and merged[name] != value:
+                raise _error(
+                    "CONFLICT",
+                    f"{prefix}uri",
+                    f"sets {name}={_show(value)} but {origin[name]}uri sets "
+                    f"{_show(merged[name])}; all connections share one setting",
+                )
+            merged.setdefault(name, value)
+            origin.setdefault(name, prefix)
+    return merged
+
+
+def _same_everywhere(
+    targets: Sequence[tuple[str, _Target]], attribute: str, what: str
+) -> str | None:
+    chosen: str | None = None
+    chosen_at = ""
+    for prefix, target in targets:
+        value = getattr(target, attribute)
+        if value is None:
+            continue
+        if chosen is not None and value != chosen:
+            raise _error(
+                "CONFLICT",
+                f"{prefix}{what}",
+                f"is {_show(value)} but {chosen_at}{what} is {_show(chosen)}; "
+                "all connections must name the same one",
+            )
+        if chosen is None:
+            chosen, chosen_at = value, prefix
+    return chosen
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    """Everything needed to open the pool: addresses, database, credential and options.
+
+    Build it with :meth:`from_config`. It is immutable, and its ``repr`` never shows the
+    password.
+    """
+
+    #: Servers to try, in order (libpq multi-host failover). At least one.
+    endpoints: tuple[Endpoint, ...]
+    #: Database name; ``None`` lets libpq default it to the user name.
+    database: str | None = None
+    #: User name; ``None`` lets libpq default it to the operating-system user.
+    username: str | None = None
+    #: Password; never shown by ``repr`` or ``str``.
+    password: str | None = field(default=None, repr=False)
+    #: Further libpq parameters taken from ``connection.uri`` (``sslmode``,
+    #: ``target_session_attrs``, ...), as sorted (name, value) pairs.
+    params: tuple[tuple[str, str], ...] = ()
+    #: Pool sizing, timeouts and session settings.
+    options: PostgresOptions = field(default_factory=PostgresOptions)
+
+    @classmethod
+    def from_config(cls, config: ConfigParams | Mapping[str, Any]) -> PostgresConfig:
+        """Parse and validate a whole configuration: ``connection(s)``, ``credential(s)``,
+        ``options``.
+
+        Connections that name a ``discovery_key`` and credentials that name a ``store_key``
+        need references to resolve: use :class:`~pip_postgres.PostgresConnection`, which
+        resolves them before it calls :meth:`from_sections`.
+
+        :param config: the component's configuration.
+        :raises ConfigException: a value is missing, malformed or out of range; the message
+            names the key.
+        """
+        params = config if isinstance(config, ConfigParams) else ConfigParams.from_value(config)
+        connections = connection_sections(params)
+        for prefix, section in connections:
+            if _Section(section, prefix).string("discovery_key") is not None and not (
+                "host" in section or "uri" in section
+            ):
+                raise _error(
+                    "NO_DISCOVERY",
+                    f"{prefix}discovery_key",
+                    "needs a discovery service: configure PostgresConnection with references",
+                )
+        credentials = credential_sections(params)
+        options = PostgresOptions.from_config(params.get_section("options"))
+        return cls.from_sections(connections, credentials[0] if credentials else None, options)
+
+    @classmethod
+    def from_sections(
+        cls,
+        connections: Sequence[tuple[str, Mapping[str, Any]]],
+        credential: tuple[str, Mapping[str, Any]] | None,
+        options: PostgresOptions,
+    ) -> PostgresConfig:
+        """Build a configuration from resolved sections.
+
+        :param connections: (key prefix, section) pairs, in failover order; the prefix, such as
+            ``"connections.primary."``, names keys in error messages.
+        :param credential: the (key prefix, section) pair of the credential, or ``None``.
+        :param options: the parsed options.
+        :raises ConfigException: see :meth:`from_config`.
+        """
+        if not connections:
+            raise _error("NO_CONNECTION", "connection", "is not set: give connection.host or "
+                         "connection.uri (or connections.<name>.host for several servers)")
+        targets = [(prefix, _parse_target(section, prefix)) for prefix, section in connections]
+        endpoints = tuple(endpoint for _, target in targets for endpoint in target.endpoints)
+        params = _merge_params(targets)
+        username = _same_everywhere(targets, "username", "uri user")
+        password = _same_everywhere(targets, "password", "uri password")
+        if credential is not None:
+            section = _Section(credential[1], credential[0])
+            username = section.string("username", "user") or username
+            password = section.string("password", "pass") or password
+        return cls(
+            endpoints=endpoints,
+            database=_same_everywhere(targets, "database", "database"),
+            username=username,
+            password=password,
+            params=tuple(sorted(params.items())),
+            options=options,
+        )
+
+    def conninfo(self) -> str:
+        """The libpq connection string, without the password (see :meth:`connect_kwargs`).
+
+        Explicit keys win over the same parameters in ``connection.uri``: ``host``, ``port``,
+        ``database``, ``username``, ``password`` and the ``options`` that are set
+        (``application_name``, ``ssl_*``) replace what the URI says; ``connect_timeout`` always
+        comes from ``options.connect_timeout`` (default 10 s), because the same value bounds the
+        pool's checkout wait. Every other URI parameter is passed on as it is.
+        """
+        params: dict[str, Any] = dict(self.params)
+        params.update(self.options.libpq_params())
+        params["host"] = ",".join(endpoint.host for endpoint in self.endpoints)
+        params["port"] = ",".join(str(endpoint.port) for endpoint in self.endpoints)
+        if self.database is not None:
+            params["dbname"] = self.database
+        if self.username is not None:
+            params["user"] = self.username
+        return make_conninfo("", **params)
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`psycopg.connect` beside :meth:`conninfo`: the password
+        and the autocommit mode."""
+        kwargs: dict[str, Any] = {"autocommit": self.options.autocommit}
+        if self.password is not None:
+            kwargs["password"] = self.password
+        return kwargs
+
+    def describe(self) -> str:
+        """A short description for logs: servers and database, never the password."""
+        servers = ",".join(str(endpoint) for endpoint in self.endpoints)
+        return f"{servers}/{self.database or ''}"
+
+    def __str__(self) -> str:
+        return f"PostgresConfig({self.describe()}, user={self.username!r})"
+
+
+def _numbered_sections(config: ConfigParams, plural: str, singular: str) -> list[
+    tuple[str, ConfigParams]
+]:
+    many = config.get_section(plural)
+    if len(many) > 0:
+        return [
+            (f"{plural}.{name}.", many.get_section(name)) for name in many.get_section_names()
+        ]
+    one = config.get_section(singular)
+    return [(f"{singular}.", one)] if len(one) > 0 else []
+
+
+def connection_sections(config: ConfigParams) -> list[tuple[str, ConfigParams]]:
+    """The ``connections.<name>`` sections in order, or the single ``connection`` section.
+
+    :return: (key prefix, section) pairs; empty when the configuration has no connection.
+    """
+    return _numbered_sections(config, "connections", "connection")
+
+
+def credential_sections(config: ConfigParams) -> list[tuple[str, ConfigParams]]:
+    """The ``credentials.<name>`` sections in order, or the single ``credential`` section.
+
+    :return: (key prefix, section) pairs; empty when the configuration has no credential.
+    """
+    return _numbered_sections(config, "credentials", "credential")
