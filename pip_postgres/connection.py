@@ -1,0 +1,302 @@
+"""The :class:`PostgresConnection` component: a shared psycopg_pool pool with a Pip.Services
+lifecycle."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from pip_services4_commons.errors import ConnectionException, InvalidStateException
+from pip_services4_components.config import ConfigParams, IConfigurable
+from pip_services4_components.context import ContextResolver, IContext
+from pip_services4_components.refer import IReferenceable, IReferences
+from pip_services4_components.run import IOpenable
+from pip_services4_observability.log import CompositeLogger
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .config import PostgresConfig, PostgresOptions
+from .resolver import PostgresConnectionResolver
+
+__all__ = ["CheckoutTimeout", "PostgresConnection"]
+
+#: How long :meth:`PostgresConnection.close` waits for the pool's worker threads, in seconds.
+CLOSE_TIMEOUT = 5.0
+
+
+class CheckoutTimeout(PoolTimeout):
+    """No connection became free within the checkout timeout.
+
+    A :class:`psycopg_pool.PoolTimeout`, so code that catches psycopg_pool's error keeps
+    working; its message names the pool size and the wait.
+    """
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+class _Checkout:
+    """Context manager for one checkout: see :meth:`PostgresConnection.connection`."""
+
+    __slots__ = ("_conn", "_owner", "_pool", "_timeout")
+
+    def __init__(
+        self, owner: PostgresConnection, pool: ConnectionPool[Any], timeout: float | None
+    ) -> None:
+        self._owner = owner
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __enter__(self) -> psycopg.Connection[Any]:
+        try:
+            self._conn = self._pool.getconn(self._timeout)
+        except PoolTimeout as error:
+            raise self._owner._checkout_timeout(self._pool, self._timeout) from error
+        return self._conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        try:
+            # The connection's own exit: commit on success, roll back on error. It does not
+            # close the connection, which knows it belongs to a pool.
+            conn.__exit__(exc_type, exc, traceback)
+        finally:
+            self._pool.putconn(conn)
+
+
+class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
+    """PostgreSQL connection pool shared by the components of a service.
+
+    By defining a connection and sharing it through several persistence components, a service
+    reduces the number of database connections it uses. The pool is a
+    :class:`psycopg_pool.ConnectionPool`; :meth:`open` proves that it works before it returns.
+
+    ### Configuration parameters ###
+        - connection(s):
+            - discovery_key: (optional) key to retrieve the connection from ``IDiscovery``
+            - host: host name or IP address
+            - port: port number (default: 5432)
+            - database: database name (default: the user name, as libpq does)
+            - uri: ``postgresql://`` URI or libpq ``key=value`` string; explicit keys win
+        - credential(s):
+            - store_key: (optional) key to retrieve the credential from ``ICredentialStore``
+            - username: user name
+            - password: user's password
+        - options: see :class:`~pip_postgres.PostgresOptions`
+            - connect_timeout: (ms) checkout wait and connect bound (default: 0, i.e. 10000)
+            - idle_timeout: (ms) idle time before a connection above the minimum is closed
+              (default: 10000)
+            - max_pool_size: maximum number of connections (default: 10)
+            - min_pool_size, max_lifetime, max_waiting, autocommit, application_name,
+              ssl_mode, ssl_root_cert, ssl_cert, ssl_key
+
+    ### References ###
+        - ``*:logger:*:*:1.0``: (optional) loggers to pass log messages to
+        - ``*:discovery:*:*:1.0``: (optional) discovery services to resolve connections
+        - ``*:credential-store:*:*:1.0``: (optional) credential stores to resolve credentials
+
+    Example::
+
+        connection = PostgresConnection()
+        connection.configure(ConfigParams.from_tuples(
+            "connection.host", "localhost", "connection.database", "app",
+            "credential.username", "app", "credential.password", "secret",
+        ))
+        connection.open(None)
+        with connection.connection() as conn:
+            conn.execute("INSERT INTO t VALUES (1)")   # committed on exit
+        connection.close(None)
+    """
+
+    def __init__(self) -> None:
+        #: The logger.
+        self._logger: CompositeLogger = CompositeLogger()
+        #: The connection resolver.
+        self._connection_resolver: PostgresConnectionResolver = PostgresConnectionResolver()
+        #: The ``options`` section as configured.
+        self._options: ConfigParams = ConfigParams()
+        #: The ``options`` section, parsed.
+        self._pool_options: PostgresOptions = PostgresOptions()
+        #: The psycopg_pool pool; ``None`` while closed.
+        self._connection: ConnectionPool[Any] | None = None
+        #: The database name, as the server reported it at :meth:`open`.
+        self._database_name: str | None = None
+        self._config: PostgresConfig | None = None
+        self._lock = threading.Lock()
+
+    def configure(self, config: ConfigParams) -> None:
+        """Configure the component; takes effect at the next :meth:`open`.
+
+        :param config: configuration parameters, see the class description.
+        :raises ConfigException: a value is missing, malformed or out of range; the message
+            names the key.
+        """
+        options = config.get_section("options")
+        pool_options = PostgresOptions.from_config(options)
+        self._connection_resolver.configure(config)
+        self._options, self._pool_options = options, pool_options
+
+    def set_references(self, references: IReferences) -> None:
+        """Set references to loggers, discovery services and credential stores.
+
+        :param references: references to locate the component dependencies.
+        """
+        self._logger.set_references(references)
+        self._connection_resolver.set_references(references)
+
+    def is_open(self) -> bool:
+        """Check whether the component is open.
+
+        :return: ``True`` between a successful :meth:`open` and :meth:`close`.
+        """
+        return self._connection is not None
+
+    def open(self, context: IContext | None) -> None:
+        """Open the pool and prove that it works; does nothing if the component is open.
+
+        A first connection is made directly, so that a wrong password, a missing database or
+        an unreachable server fails here with the server's own reason, within
+        ``options.connect_timeout``. Then the pool opens and waits until it holds
+        ``options.min_pool_size`` connections. A failed open leaves no pool, thread or
+        connection behind.
+
+        :param context: (optional) context to trace execution through a call chain.
+        :raises ConfigException: the configuration, or what discovery or a credential store
+            supplied, is invalid.
+        :raises ConnectionException: the server cannot be reached or refuses the connection.
+        """
+        with self._lock:
+            if self._connection is not None:
+                return
+            config = self._connection_resolver.resolve(context, self._pool_options)
+            self._database_name = self._probe(context, config)
+            pool = self._create_pool(config)
+            try:
+                pool.open(wait=True, timeout=config.options.connect_timeout)
+            except BaseException as error:
+                pool.close(timeout=CLOSE_TIMEOUT)
+                raise self._connect_failed(context, config, error) from error
+            self._connection, self._config = pool, config
+        self._logger.info(
+            context,
+            "Connected to PostgreSQL %s as %s (pool %s..%s)",
+            config.describe(),
+            config.username,
+            config.options.min_pool_size,
+            config.options.max_pool_size,
+        )
+
+    def _probe(self, context: IContext | None, config: PostgresConfig) -> str:
+        try:
+            with psycopg.Connection.connect(config.conninfo(), **config.connect_kwargs()) as conn:
+                return conn.info.dbname
+        except psycopg.Error as error:
+            raise self._connect_failed(context, config, error) from error
+
+    def _connect_failed(
+        self, context: IContext | None, config: PostgresConfig, error: BaseException
+    ) -> ConnectionException:
+        reason = _redact(str(error).strip() or type(error).__name__, config.password)
+        message = f"Could not connect to PostgreSQL at {config.describe()}: {reason}"
+        exception = ConnectionException(
+            ContextResolver.get_trace_id(context), "CONNECT_FAILED", message
+        )
+        # The driver's exception is the cause (also kept as __cause__ by the caller's raise).
+        exception.with_cause(error)
+        self._logger.error(context, exception, "Failed to open PostgreSQL connection")
+        return exception
+
+    def _create_pool(self, config: PostgresConfig) -> ConnectionPool[Any]:
+        options = config.options
+        return ConnectionPool(
+            config.conninfo(),
+            kwargs=config.connect_kwargs(),
+            min_size=options.min_pool_size,
+            max_size=options.max_pool_size,
+            timeout=options.connect_timeout,
+            max_idle=options.idle_timeout,
+            max_lifetime=options.max_lifetime,
+            max_waiting=options.max_waiting,
+            name=f"pip_postgres-{config.describe()}",
+            open=False,
+        )
+
+    def close(self, context: IContext | None) -> None:
+        """Close the pool and free its connections; does nothing if the component is closed.
+
+        Connections still checked out are closed when they are returned. The component can
+        be opened again.
+
+        :param context: (optional) context to trace execution through a call chain.
+        """
+        with self._lock:
+            pool, config = self._connection, self._config
+            self._connection = None
+            if pool is None:
+                return
+            pool.close(timeout=CLOSE_TIMEOUT)
+        self._logger.info(
+            context, "Disconnected from PostgreSQL %s", config.describe() if config else ""
+        )
+
+    def get_connection(self) -> ConnectionPool[Any] | None:
+        """Get the shared pool, as the Pip.Services persistence components expect.
+
+        :return: the open :class:`psycopg_pool.ConnectionPool` (use its ``connection()``, or
+            ``getconn()``/``putconn()``), or ``None`` while the component is closed.
+        """
+        return self._connection
+
+    def get_database_name(self) -> str | None:
+        """Get the database name, as the server reported it when the component opened.
+
+        :return: the database name, or ``None`` before the first :meth:`open`.
+        """
+        return self._database_name
+
+    def connection(self, timeout: float | None = None) -> _Checkout:
+        """Check a connection out of the pool, as a context manager.
+
+        On leaving the block the transaction is committed, or rolled back if the block
+        raised, and the connection always goes back to the pool::
+
+            with component.connection() as conn:
+                conn.execute("UPDATE accounts SET balance = balance - 1 WHERE id = %s", (1,))
+
+        :param timeout: the longest to wait for a free connection, in seconds; default
+            ``options.connect_timeout``.
+        :return: a context manager that yields a :class:`psycopg.Connection`.
+        :raises InvalidStateException: the component is not open.
+        :raises CheckoutTimeout: no connection was free in time.
+        """
+        pool = self._connection
+        if pool is None:
+            raise InvalidStateException(
+                None, "NOT_OPENED", "PostgresConnection is not open: call open() first"
+            )
+        return _Checkout(self, pool, timeout)
+
+    def _checkout_timeout(self, pool: ConnectionPool[Any], timeout: float | None) -> CheckoutTimeout:
+        stats = pool.get_stats()
+        waited = pool.timeout if timeout is None else timeout
+        return CheckoutTimeout(
+            f"no connection free in pool {pool.name!r} after waiting {waited:.2f} s "
+            f"(max_pool_size={pool.max_size}, {stats.get('pool_size', 0)} open, "
+            f"{stats.get('pool_available', 0)} free, {stats.get('requests_waiting', 0)} "
+            "waiting): raise options.max_pool_size or options.connect_timeout, or hold "
+            "connections for less time"
+        )
+
+    def __repr__(self) -> str:
+        state = f"open {self._config.describe()}" if self._connection and self._config else "closed"
+        return f"<PostgresConnection {state}>"
