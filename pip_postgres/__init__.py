@@ -4,7 +4,13 @@ The public names are exported here; :mod:`pip_postgres.embedded` (a throwaway se
 demos and tests) needs the ``embedded`` extra and is imported on its own.
 """
 
-from .config import DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_PORT, Endpoint, PostgresConfig, PostgresOptions
+from .config import (
+    DEFAULT_CONNECT_TIMEOUT_MS,
+    DEFAULT_PORT,
+    Endpoint,
+    PostgresConfig,
+    PostgresOptions,
+)
 from .connection import CheckoutTimeout, PostgresConnection
 from .factory import DefaultPostgresFactory
 from .resolver import CredentialStore, Discovery, PostgresConnectionResolver

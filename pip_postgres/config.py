@@ -353,14 +353,12 @@ def _parse_target(values: Mapping[str, Any], prefix: str) -> _Target:
         # A URI without a host means localhost, over TCP.
         hosts, host_key = [h.strip() or "localhost" for h in uri_hosts], section.key("uri")
     else:
-        raise _error(
-            "NO_HOST", section.key("host"), f"is not set: give it or {section.key('uri')}"
-        )
+        raise _error("NO_HOST", section.key("host"), f"is not set: give it or {section.key('uri')}")
     ports = _ports(section, uri_ports, len(hosts))
     dbname = params.pop("dbname", None)
     return _Target(
         endpoints=tuple(
-            Endpoint(_check_host(h, host_key), port) for h, port in zip(hosts, ports)
+            Endpoint(_check_host(h, host_key), port) for h, port in zip(hosts, ports, strict=True)
         ),
         database=section.string("database") or dbname,
         username=params.pop("user", None),
@@ -431,8 +429,9 @@ class PostgresConfig:
 
     @classmethod
     def from_config(cls, config: ConfigParams | Mapping[str, Any]) -> PostgresConfig:
-        """Parse and validate a whole configuration: ``connection(s)``, ``credential(s)``,
-        ``options``.
+        """Parse and validate a whole configuration.
+
+        Reads the ``connection(s)``, ``credential(s)`` and ``options`` sections.
 
         Connections that name a ``discovery_key`` and credentials that name a ``store_key``
         need references to resolve: use :class:`~pip_postgres.PostgresConnection`, which
@@ -473,8 +472,12 @@ class PostgresConfig:
         :raises ConfigException: see :meth:`from_config`.
         """
         if not connections:
-            raise _error("NO_CONNECTION", "connection", "is not set: give connection.host or "
-                         "connection.uri (or connections.<name>.host for several servers)")
+            raise _error(
+                "NO_CONNECTION",
+                "connection",
+                "is not set: give connection.host or "
+                "connection.uri (or connections.<name>.host for several servers)",
+            )
         targets = [(prefix, _parse_target(section, prefix)) for prefix, section in connections]
         endpoints = tuple(endpoint for _, target in targets for endpoint in target.endpoints)
         params = _merge_params(targets)
@@ -513,8 +516,10 @@ class PostgresConfig:
         return make_conninfo("", **params)
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`psycopg.connect` beside :meth:`conninfo`: the password
-        and the autocommit mode."""
+        """Keyword arguments for :func:`psycopg.connect` beside :meth:`conninfo`.
+
+        :return: the password (when there is one) and the autocommit mode.
+        """
         kwargs: dict[str, Any] = {"autocommit": self.options.autocommit}
         if self.password is not None:
             kwargs["password"] = self.password
@@ -529,14 +534,12 @@ class PostgresConfig:
         return f"PostgresConfig({self.describe()}, user={self.username!r})"
 
 
-def _numbered_sections(config: ConfigParams, plural: str, singular: str) -> list[
-    tuple[str, ConfigParams]
-]:
+def _numbered_sections(
+    config: ConfigParams, plural: str, singular: str
+) -> list[tuple[str, ConfigParams]]:
     many = config.get_section(plural)
     if len(many) > 0:
-        return [
-            (f"{plural}.{name}.", many.get_section(name)) for name in many.get_section_names()
-        ]
+        return [(f"{plural}.{name}.", many.get_section(name)) for name in many.get_section_names()]
     one = config.get_section(singular)
     return [(f"{singular}.", one)] if len(one) > 0 else []
 

@@ -1,5 +1,7 @@
-"""The :class:`PostgresConnection` component: a shared psycopg_pool pool with a Pip.Services
-lifecycle."""
+"""The :class:`PostgresConnection` component.
+
+A psycopg_pool pool shared by the components of a service, with a Pip.Services lifecycle.
+"""
 
 from __future__ import annotations
 
@@ -185,13 +187,15 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
                 pool.open(wait=True, timeout=config.options.connect_timeout)
             except BaseException as error:
                 pool.close(timeout=CLOSE_TIMEOUT)
-                raise self._connect_failed(context, config, error) from error
+                if isinstance(error, Exception):
+                    raise self._connect_failed(context, config, error) from error
+                raise
             self._connection, self._config = pool, config
         self._logger.info(
             context,
             "Connected to PostgreSQL %s as %s (pool %s..%s)",
             config.describe(),
-            config.username,
+            config.username or "the default user",
             config.options.min_pool_size,
             config.options.max_pool_size,
         )
@@ -204,7 +208,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             raise self._connect_failed(context, config, error) from error
 
     def _connect_failed(
-        self, context: IContext | None, config: PostgresConfig, error: BaseException
+        self, context: IContext | None, config: PostgresConfig, error: Exception
     ) -> ConnectionException:
         reason = _redact(str(error).strip() or type(error).__name__, config.password)
         message = f"Could not connect to PostgreSQL at {config.describe()}: {reason}"
@@ -286,7 +290,9 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             )
         return _Checkout(self, pool, timeout)
 
-    def _checkout_timeout(self, pool: ConnectionPool[Any], timeout: float | None) -> CheckoutTimeout:
+    def _checkout_timeout(
+        self, pool: ConnectionPool[Any], timeout: float | None
+    ) -> CheckoutTimeout:
         stats = pool.get_stats()
         waited = pool.timeout if timeout is None else timeout
         return CheckoutTimeout(

@@ -32,8 +32,7 @@ Section = tuple[str, Mapping[str, Any]]
 
 @runtime_checkable
 class Discovery(Protocol):
-    """What this package needs of a Pip.Services ``IDiscovery`` (for instance
-    ``MemoryDiscovery``)."""
+    """What this package needs of a Pip.Services ``IDiscovery``, such as ``MemoryDiscovery``."""
 
     def resolve_all(self, context: IContext | None, key: str) -> Sequence[Mapping[str, Any]]:
         """Return every connection registered under ``key``."""
@@ -42,8 +41,10 @@ class Discovery(Protocol):
 
 @runtime_checkable
 class CredentialStore(Protocol):
-    """What this package needs of a Pip.Services ``ICredentialStore`` (for instance
-    ``MemoryCredentialStore``)."""
+    """What this package needs of a Pip.Services ``ICredentialStore``.
+
+    For instance ``MemoryCredentialStore``.
+    """
 
     def lookup(self, context: IContext | None, key: str) -> Mapping[str, Any] | None:
         """Return the credential stored under ``key``, or ``None``."""
@@ -181,7 +182,7 @@ class PostgresConnectionResolver(IReferenceable, IConfigurable):
             for store in stores:
                 assert key is not None
                 resolved = store.lookup(context, key)
-                if resolved is not None:
+                if resolved:  # stores answer an empty map for an unknown key
                     merged = ConfigParams.merge_configs(
                         ConfigParams(dict(section)), ConfigParams(dict(resolved))
                     )

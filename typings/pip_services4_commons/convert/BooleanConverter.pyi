@@ -1,0 +1,9 @@
+from typing import Any
+
+class BooleanConverter:
+    @staticmethod
+    def to_nullable_boolean(value: Any) -> bool | None: ...
+    @staticmethod
+    def to_boolean(value: Any) -> bool: ...
+    @staticmethod
+    def to_boolean_with_default(value: Any, default_value: bool) -> bool: ...

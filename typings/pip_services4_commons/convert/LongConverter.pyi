@@ -1,0 +1,9 @@
+from typing import Any
+
+class LongConverter:
+    @staticmethod
+    def to_nullable_long(value: Any) -> int | None: ...
+    @staticmethod
+    def to_long(value: Any) -> int: ...
+    @staticmethod
+    def to_long_with_default(value: Any, default_value: int) -> int: ...

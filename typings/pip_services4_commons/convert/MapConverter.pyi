@@ -1,0 +1,9 @@
+from typing import Any
+
+class MapConverter:
+    @staticmethod
+    def to_nullable_map(value: Any) -> Any: ...
+    @staticmethod
+    def to_map(value: Any) -> Any: ...
+    @staticmethod
+    def to_map_with_default(value: Any, default_value: Any) -> Any: ...

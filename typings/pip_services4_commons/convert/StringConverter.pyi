@@ -1,0 +1,9 @@
+from typing import Any
+
+class StringConverter:
+    @staticmethod
+    def to_nullable_string(value: Any) -> str | None: ...
+    @staticmethod
+    def to_string(value: Any) -> str: ...
+    @staticmethod
+    def to_string_with_default(value: Any, default_value: str) -> str: ...

@@ -1,0 +1,6 @@
+from .ApplicationException import ApplicationException
+
+class BadRequestException(ApplicationException):
+    def __init__(
+        self, trace_id: str | None = None, code: str | None = None, message: str | None = None
+    ) -> None: ...

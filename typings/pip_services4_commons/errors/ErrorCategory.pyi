@@ -1,0 +1,13 @@
+class ErrorCategory:
+    Unknown: str
+    Internal: str
+    Misconfiguration: str
+    InvalidState: str
+    NoResponse: str
+    FailedInvocation: str
+    FileError: str
+    BadRequest: str
+    Unauthorized: str
+    NotFound: str
+    Conflict: str
+    Unsupported: str

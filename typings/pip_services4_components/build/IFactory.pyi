@@ -1,0 +1,6 @@
+from typing import Any
+
+class IFactory:
+    # Returns the matching registered locator, or None if this factory cannot create it.
+    def can_create(self, locator: Any) -> Any: ...
+    def create(self, locator: Any) -> Any: ...

@@ -1,0 +1,6 @@
+from abc import ABC
+
+from .ConfigParams import ConfigParams
+
+class IConfigurable(ABC):
+    def configure(self, config: ConfigParams) -> None: ...

@@ -1,0 +1,3 @@
+from .IConfigurable import IConfigurable
+
+class IReconfigurable(IConfigurable): ...

@@ -1,0 +1,13 @@
+from typing import Any
+
+from .IReferences import IReferences
+
+class Referencer:
+    @staticmethod
+    def set_references_for_one(references: IReferences, component: Any) -> None: ...
+    @staticmethod
+    def set_references(references: IReferences, components: list[Any] | None) -> None: ...
+    @staticmethod
+    def unset_references_for_one(component: Any) -> None: ...
+    @staticmethod
+    def unset_references(components: list[Any] | None) -> None: ...

@@ -1,0 +1,6 @@
+from ..context.IContext import IContext
+from .IClosable import IClosable
+
+class IOpenable(IClosable):
+    def is_open(self) -> bool: ...
+    def open(self, context: IContext | None) -> None: ...
