@@ -11,8 +11,9 @@ from .config import (
     PostgresConfig,
     PostgresOptions,
 )
-from .connection import CheckoutTimeout, PostgresConnection
+from .connection import PostgresConnection
 from .factory import DefaultPostgresFactory
+from .pool import CheckoutTimeout, Leak, PooledConnection, PostgresPool
 from .resolver import CredentialStore, Discovery, PostgresConnectionResolver
 
 __all__ = [
@@ -23,10 +24,13 @@ __all__ = [
     "DefaultPostgresFactory",
     "Discovery",
     "Endpoint",
+    "Leak",
+    "PooledConnection",
     "PostgresConfig",
     "PostgresConnection",
     "PostgresConnectionResolver",
     "PostgresOptions",
+    "PostgresPool",
 ]
 
 __version__ = "0.1.0"

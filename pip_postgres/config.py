@@ -143,9 +143,13 @@ class _Section:
         return float(value) / 1000.0
 
     def boolean(self, name: str, default: bool) -> bool:
+        value = self.boolean_or_none(name)
+        return default if value is None else value
+
+    def boolean_or_none(self, name: str) -> bool | None:
         _, value = self.raw(name)
         if value is None:
-            return default
+            return None
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
@@ -203,8 +207,8 @@ class PostgresOptions:
     #: ``max_idle``). Default 10 s.
     idle_timeout: float = 10.0
     #: ``options.max_lifetime`` (ms), in seconds: connections older than this are closed and
-    #: replaced when they are next returned or checked (pool ``max_lifetime``, which adds up to
-    #: 5% of jitter so that connections do not all expire at once). Default 1 hour.
+    #: replaced at their next checkout or return (pool ``max_lifetime``, which shortens it by up
+    #: to 5% at random so that connections do not all expire at once). Default 1 hour.
     max_lifetime: float = 3600.0
     #: ``options.max_waiting``: the most callers that may queue for a connection before further
     #: ones fail at once; 0, the default, means no limit.
@@ -212,6 +216,32 @@ class PostgresOptions:
     #: ``options.autocommit``: hand out connections in autocommit mode. Default ``False``: a
     #: checkout is one transaction, committed on success and rolled back on error.
     autocommit: bool = False
+    #: ``options.reset_session`` (true or false): at the end of each
+    #: :meth:`~pip_postgres.PostgresConnection.connection` block, ``RESET ALL`` undoes the
+    #: session settings the caller changed with ``SET``, so that none leaks into the next
+    #: checkout. In transactional mode it travels with the COMMIT or ROLLBACK, in the same
+    #: round trip; in autocommit mode it costs a round trip of its own. Default: true in
+    #: transactional mode, false in autocommit mode (``None`` here means that default).
+    reset_session: bool | None = None
+    #: ``options.validation_bypass`` (ms), in seconds: a connection returned to the pool less
+    #: than this long ago is handed out without a validation round trip; an older one is
+    #: validated first and replaced if it is broken. 0 validates at every checkout.
+    #: Default 1 s.
+    validation_bypass: float = 1.0
+    #: ``options.leak_detection_threshold`` (ms), in seconds: a connection checked out for
+    #: longer is reported once through the component's logger, with the stack of its
+    #: checkout. 0, the default, turns leak detection off (and with it the cost of recording
+    #: a stack at each checkout).
+    leak_detection_threshold: float = 0.0
+    #: ``options.reconnect_timeout`` (ms), in seconds: how long the pool keeps retrying, with
+    #: backoff, to replace a lost connection before it gives up until the next checkout asks
+    #: for one (pool ``reconnect_timeout``). Short, so that a pool whose server was away
+    #: tries again promptly when it is back. Default 5 s.
+    reconnect_timeout: float = 5.0
+    #: ``options.shutdown_timeout`` (ms), in seconds: how long
+    #: :meth:`~pip_postgres.PostgresConnection.close` lets checked-out connections finish
+    #: before it cancels their queries and cuts them. Default 5 s.
+    shutdown_timeout: float = 5.0
     #: ``options.application_name``: shown in ``pg_stat_activity``. Default: not set.
     application_name: str | None = None
     #: ``options.ssl_mode``: libpq ``sslmode`` (disable, allow, prefer, require, verify-ca,
@@ -251,12 +281,30 @@ class PostgresOptions:
             ),
             max_waiting=section.integer("max_waiting", cls.max_waiting, 0, 1_000_000),
             autocommit=section.boolean("autocommit", cls.autocommit),
+            reset_session=section.boolean_or_none("reset_session"),
+            validation_bypass=section.milliseconds(
+                "validation_bypass", cls.validation_bypass * 1000, zero_means_default=False
+            ),
+            leak_detection_threshold=section.milliseconds(
+                "leak_detection_threshold", 0, zero_means_default=False
+            ),
+            reconnect_timeout=section.milliseconds(
+                "reconnect_timeout", cls.reconnect_timeout * 1000, zero_means_default=False
+            ),
+            shutdown_timeout=section.milliseconds(
+                "shutdown_timeout", cls.shutdown_timeout * 1000, zero_means_default=False
+            ),
             application_name=section.string("application_name"),
             ssl_mode=section.choice("ssl_mode", _SSL_MODES),
             ssl_root_cert=section.string("ssl_root_cert"),
             ssl_cert=section.string("ssl_cert"),
             ssl_key=section.string("ssl_key"),
         )
+
+    @property
+    def resets_session(self) -> bool:
+        """Whether checkouts end with ``RESET ALL``: :attr:`reset_session`, or its default."""
+        return (not self.autocommit) if self.reset_session is None else self.reset_session
 
     def libpq_params(self) -> dict[str, str]:
         """The libpq parameters these options set (SSL, application name, connect timeout)."""

@@ -6,6 +6,7 @@ A psycopg_pool pool shared by the components of a service, with a Pip.Services l
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
@@ -16,47 +17,69 @@ from pip_services4_components.context import ContextResolver, IContext
 from pip_services4_components.refer import IReferenceable, IReferences
 from pip_services4_components.run import IOpenable
 from pip_services4_observability.log import CompositeLogger
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg import pq
 
 from .config import PostgresConfig, PostgresOptions
+from .pool import Leak, PooledConnection, PostgresPool
 from .resolver import PostgresConnectionResolver
 
-__all__ = ["CheckoutTimeout", "PostgresConnection"]
+__all__ = ["PostgresConnection"]
 
-#: How long :meth:`PostgresConnection.close` waits for the pool's worker threads, in seconds.
-CLOSE_TIMEOUT = 5.0
-
-
-class CheckoutTimeout(PoolTimeout):
-    """No connection became free within the checkout timeout.
-
-    A :class:`psycopg_pool.PoolTimeout`, so code that catches psycopg_pool's error keeps
-    working; its message names the pool size and the wait.
-    """
+_IDLE = pq.TransactionStatus.IDLE
+_INTRANS = pq.TransactionStatus.INTRANS
+_INERROR = pq.TransactionStatus.INERROR
 
 
 def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-class _Checkout:
+def _finish(conn: PooledConnection, success: bool, reset: bool) -> None:
+    """End a checkout: commit or roll back, and undo ``SET`` if ``reset``, in one round trip.
+
+    The reset is skipped when no statement ran through the connection's cursors.
+    """
+    reset = reset and conn.used
+    status = conn.pgconn.transaction_status
+    if status == _INTRANS:
+        end = "COMMIT" if success else "ROLLBACK"
+    elif status == _INERROR:
+        end = "ROLLBACK"
+    elif status == _IDLE:
+        end = ""
+    else:  # closed, broken, or in the middle of an operation: the pool deals with it
+        return
+    if reset:
+        statement = f"{end}; RESET ALL" if end else "RESET ALL"
+    elif end:
+        statement = end
+    else:
+        return
+    if end or conn.autocommit:
+        conn.execute(statement, prepare=False)
+    else:
+        # Idle in transactional mode: a plain execute() would open a transaction first.
+        conn.autocommit = True
+        try:
+            conn.execute(statement, prepare=False)
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+
+
+class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
     """Context manager for one checkout: see :meth:`PostgresConnection.connection`."""
 
-    __slots__ = ("_conn", "_owner", "_pool", "_timeout")
+    __slots__ = ("_conn", "_pool", "_reset", "_timeout")
 
-    def __init__(
-        self, owner: PostgresConnection, pool: ConnectionPool[Any], timeout: float | None
-    ) -> None:
-        self._owner = owner
+    def __init__(self, pool: PostgresPool, timeout: float | None, reset: bool) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._conn: psycopg.Connection[Any] | None = None
+        self._reset = reset
+        self._conn: PooledConnection | None = None
 
     def __enter__(self) -> psycopg.Connection[Any]:
-        try:
-            self._conn = self._pool.getconn(self._timeout)
-        except PoolTimeout as error:
-            raise self._owner._checkout_timeout(self._pool, self._timeout) from error
+        self._conn = self._pool.getconn(self._timeout)
         return self._conn
 
     def __exit__(
@@ -69,9 +92,12 @@ class _Checkout:
         assert conn is not None
         self._conn = None
         try:
-            # The connection's own exit: commit on success, roll back on error. It does not
-            # close the connection, which knows it belongs to a pool.
-            conn.__exit__(exc_type, exc, traceback)
+            _finish(conn, exc_type is None, self._reset)
+        except BaseException:
+            # The connection's state is unknown: the pool replaces a closed one.
+            conn.close()
+            if exc_type is None:
+                raise
         finally:
             self._pool.putconn(conn)
 
@@ -83,7 +109,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
     reduces the number of database connections it uses. The pool is a
     :class:`psycopg_pool.ConnectionPool`; :meth:`open` proves that it works before it returns.
 
-    ### Configuration parameters ###
+    Configuration parameters:
         - connection(s):
             - discovery_key: (optional) key to retrieve the connection from ``IDiscovery``
             - host: host name or IP address
@@ -102,7 +128,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             - min_pool_size, max_lifetime, max_waiting, autocommit, application_name,
               ssl_mode, ssl_root_cert, ssl_cert, ssl_key
 
-    ### References ###
+    References:
         - ``*:logger:*:*:1.0``: (optional) loggers to pass log messages to
         - ``*:discovery:*:*:1.0``: (optional) discovery services to resolve connections
         - ``*:credential-store:*:*:1.0``: (optional) credential stores to resolve credentials
@@ -129,8 +155,8 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         self._options: ConfigParams = ConfigParams()
         #: The ``options`` section, parsed.
         self._pool_options: PostgresOptions = PostgresOptions()
-        #: The psycopg_pool pool; ``None`` while closed.
-        self._connection: ConnectionPool[Any] | None = None
+        #: The pool, a :class:`psycopg_pool.ConnectionPool`; ``None`` while closed.
+        self._connection: PostgresPool | None = None
         #: The database name, as the server reported it at :meth:`open`.
         self._database_name: str | None = None
         self._config: PostgresConfig | None = None
@@ -182,11 +208,11 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
                 return
             config = self._connection_resolver.resolve(context, self._pool_options)
             self._database_name = self._probe(context, config)
-            pool = self._create_pool(config)
+            pool = self._create_pool(config, context)
             try:
                 pool.open(wait=True, timeout=config.options.connect_timeout)
             except BaseException as error:
-                pool.close(timeout=CLOSE_TIMEOUT)
+                pool.close(timeout=config.options.shutdown_timeout)
                 if isinstance(error, Exception):
                     raise self._connect_failed(context, config, error) from error
                 raise
@@ -220,17 +246,32 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         self._logger.error(context, exception, "Failed to open PostgreSQL connection")
         return exception
 
-    def _create_pool(self, config: PostgresConfig) -> ConnectionPool[Any]:
+    def _create_pool(self, config: PostgresConfig, context: IContext | None) -> PostgresPool:
         options = config.options
-        return ConnectionPool(
+
+        def on_leak(leak: Leak) -> None:
+            self._logger.warn(
+                context,
+                "Connection leak suspected: a connection of pool %s has been checked out "
+                "for %.1f s and not returned. It was checked out at:\n%s",
+                leak.pool,
+                leak.held,
+                leak.stack,
+            )
+
+        return PostgresPool(
             config.conninfo(),
             kwargs=config.connect_kwargs(),
+            validation_bypass=options.validation_bypass,
+            leak_threshold=options.leak_detection_threshold,
+            on_leak=on_leak,
             min_size=options.min_pool_size,
             max_size=options.max_pool_size,
             timeout=options.connect_timeout,
             max_idle=options.idle_timeout,
             max_lifetime=options.max_lifetime,
             max_waiting=options.max_waiting,
+            reconnect_timeout=options.reconnect_timeout,
             name=f"pip_postgres-{config.describe()}",
             open=False,
         )
@@ -238,26 +279,36 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
     def close(self, context: IContext | None) -> None:
         """Close the pool and free its connections; does nothing if the component is closed.
 
-        Connections still checked out are closed when they are returned. The component can
-        be opened again.
+        Callers waiting for a connection fail at once with :class:`psycopg_pool.PoolClosed`.
+        Connections still checked out may finish for up to ``options.shutdown_timeout``
+        (default 5 s); then their queries are cancelled and they are cut, so that ``close()``
+        always returns in bounded time and leaves no session of the pool on the server. The
+        component can be opened again.
 
         :param context: (optional) context to trace execution through a call chain.
         """
         with self._lock:
             pool, config = self._connection, self._config
             self._connection = None
-            if pool is None:
+            if pool is None or config is None:
                 return
-            pool.close(timeout=CLOSE_TIMEOUT)
-        self._logger.info(
-            context, "Disconnected from PostgreSQL %s", config.describe() if config else ""
-        )
+            cut = pool.shutdown(config.options.shutdown_timeout)
+        if cut:
+            self._logger.warn(
+                context,
+                "Cut %s connections still checked out %.1f s after close() of %s",
+                cut,
+                config.options.shutdown_timeout,
+                config.describe(),
+            )
+        self._logger.info(context, "Disconnected from PostgreSQL %s", config.describe())
 
-    def get_connection(self) -> ConnectionPool[Any] | None:
+    def get_connection(self) -> PostgresPool | None:
         """Get the shared pool, as the Pip.Services persistence components expect.
 
-        :return: the open :class:`psycopg_pool.ConnectionPool` (use its ``connection()``, or
-            ``getconn()``/``putconn()``), or ``None`` while the component is closed.
+        :return: the open pool, a :class:`psycopg_pool.ConnectionPool` (use its
+            ``connection()``, or ``getconn()``/``putconn()``), or ``None`` while the component
+            is closed.
         """
         return self._connection
 
@@ -268,11 +319,14 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         """
         return self._database_name
 
-    def connection(self, timeout: float | None = None) -> _Checkout:
+    def connection(
+        self, timeout: float | None = None
+    ) -> AbstractContextManager[psycopg.Connection[Any]]:
         """Check a connection out of the pool, as a context manager.
 
         On leaving the block the transaction is committed, or rolled back if the block
-        raised, and the connection always goes back to the pool::
+        raised; session settings changed with ``SET`` are reset (see
+        ``options.reset_session``); and the connection always goes back to the pool::
 
             with component.connection() as conn:
                 conn.execute("UPDATE accounts SET balance = balance - 1 WHERE id = %s", (1,))
@@ -283,25 +337,12 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         :raises InvalidStateException: the component is not open.
         :raises CheckoutTimeout: no connection was free in time.
         """
-        pool = self._connection
-        if pool is None:
+        pool, config = self._connection, self._config
+        if pool is None or config is None:
             raise InvalidStateException(
                 None, "NOT_OPENED", "PostgresConnection is not open: call open() first"
             )
-        return _Checkout(self, pool, timeout)
-
-    def _checkout_timeout(
-        self, pool: ConnectionPool[Any], timeout: float | None
-    ) -> CheckoutTimeout:
-        stats = pool.get_stats()
-        waited = pool.timeout if timeout is None else timeout
-        return CheckoutTimeout(
-            f"no connection free in pool {pool.name!r} after waiting {waited:.2f} s "
-            f"(max_pool_size={pool.max_size}, {stats.get('pool_size', 0)} open, "
-            f"{stats.get('pool_available', 0)} free, {stats.get('requests_waiting', 0)} "
-            "waiting): raise options.max_pool_size or options.connect_timeout, or hold "
-            "connections for less time"
-        )
+        return _Checkout(pool, timeout, config.options.resets_session)
 
     def __repr__(self) -> str:
         state = f"open {self._config.describe()}" if self._connection and self._config else "closed"

@@ -22,7 +22,7 @@ class DefaultPostgresFactory(Factory):
             database: app
           credential:
             username: app
-            password: ${POSTGRES_PASSWORD}
+            password: "{{POSTGRES_PASSWORD}}"
     """
 
     #: The descriptor :class:`~pip_postgres.PostgresConnection` is created for.

@@ -63,7 +63,7 @@ def _key(section: Mapping[str, Any], name: str) -> str | None:
 class PostgresConnectionResolver(IReferenceable, IConfigurable):
     """Resolves the ``connection(s)`` and ``credential(s)`` of a PostgreSQL connection.
 
-    ### Configuration parameters ###
+    Configuration parameters:
         - connection(s):
             - discovery_key: (optional) key to retrieve the connection from an ``IDiscovery``
             - host, port, database, uri: see :class:`~pip_postgres.PostgresConnection`
@@ -72,7 +72,7 @@ class PostgresConnectionResolver(IReferenceable, IConfigurable):
               ``ICredentialStore``
             - username, password
 
-    ### References ###
+    References:
         - ``*:discovery:*:*:1.0``: (optional) discovery services to resolve connections
         - ``*:credential-store:*:*:1.0``: (optional) credential stores to resolve credentials
 
@@ -170,26 +170,30 @@ class PostgresConnectionResolver(IReferenceable, IConfigurable):
             if _key(section, "store_key") is None:
                 return prefix, section
         stores = [c for c in self._components(_CREDENTIAL_STORE) if isinstance(c, CredentialStore)]
-        for prefix, section in self._credentials:
-            key = _key(section, "store_key")
-            if not stores:
-                raise ConfigException(
-                    None,
-                    "NO_CREDENTIAL_STORE",
-                    f"{prefix}store_key: {key!r} needs a credential store "
-                    "(*:credential-store:*:*:1.0) in the references, and there is none",
-                )
+        wanted = [
+            (prefix, section, _key(section, "store_key")) for prefix, section in self._credentials
+        ]
+        for prefix, section, key in wanted:
             for store in stores:
-                assert key is not None
-                resolved = store.lookup(context, key)
+                resolved = store.lookup(context, str(key))
                 if resolved:  # stores answer an empty map for an unknown key
                     merged = ConfigParams.merge_configs(
                         ConfigParams(dict(section)), ConfigParams(dict(resolved))
                     )
                     return f"{prefix}[store {key!r}].", merged
+        if not wanted:
+            return None
+        prefix, _, key = wanted[0]
+        if not stores:
             raise ConfigException(
                 None,
-                "NO_CREDENTIAL",
-                f"{prefix}store_key: no credential store has a credential for {key!r}",
+                "NO_CREDENTIAL_STORE",
+                f"{prefix}store_key: {key!r} needs a credential store "
+                "(*:credential-store:*:*:1.0) in the references, and there is none",
             )
-        return None
+        keys = ", ".join(repr(k) for _, _, k in wanted)
+        raise ConfigException(
+            None,
+            "NO_CREDENTIAL",
+            f"{prefix}store_key: no credential store has a credential for {keys}",
+        )

@@ -1,0 +1,340 @@
+"""The pool behind :class:`~pip_postgres.PostgresConnection`.
+
+:class:`PostgresPool` is a :class:`psycopg_pool.ConnectionPool` that adds what a long-running
+service needs of its checkouts:
+
+- validation at checkout, skipped for connections returned within a short bypass window
+  (HikariCP's idea: a connection used a moment ago is almost surely alive, and a round trip
+  per checkout is a high price for that certainty);
+- replacement at checkout of connections past their lifetime;
+- restoring, at return, the connection attributes a caller may have changed (``autocommit``,
+  ``isolation_level``, ``read_only``, ``deferrable``);
+- leak detection: a connection held past a threshold is reported once, with the stack of its
+  checkout;
+- a bounded :meth:`PostgresPool.shutdown` that cuts connections still held after a grace time.
+
+It is still a ``ConnectionPool``: code that calls ``getconn()``/``putconn()`` or
+``connection()`` on it gets all of the above.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import pq
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["CheckoutTimeout", "Leak", "PooledConnection", "PostgresPool"]
+
+_IDLE = pq.TransactionStatus.IDLE
+_ACTIVE = pq.TransactionStatus.ACTIVE
+_UNKNOWN = pq.TransactionStatus.UNKNOWN
+
+
+class CheckoutTimeout(PoolTimeout):
+    """No connection became free within the checkout timeout.
+
+    A :class:`psycopg_pool.PoolTimeout`, so code that catches psycopg_pool's error keeps
+    working; its message names the pool size, the wait, and the last connection error.
+    """
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A connection held longer than the leak detection threshold."""
+
+    #: The pool's name.
+    pool: str
+    #: How long the connection had been checked out when it was reported, in seconds.
+    held: float
+    #: Where it was checked out: the formatted stack of the checkout.
+    stack: str
+
+
+class _ConnectState:
+    """What the pool's connections tell it when they connect (shared, one per pool)."""
+
+    def __init__(self) -> None:
+        self.last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return "<pool connect state>"
+
+
+class _TrackingCursor(psycopg.Cursor[TupleRow]):
+    """A cursor that tells its connection that a statement ran during the checkout."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> Self:
+        """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
+        self._conn.used = True  # type: ignore[attr-defined]
+        return super().execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> None:
+        """Execute a statement many times: see :meth:`psycopg.Cursor.executemany`."""
+        self._conn.used = True  # type: ignore[attr-defined]
+        super().executemany(*args, **kwargs)
+
+
+class PooledConnection(psycopg.Connection[TupleRow]):
+    """A psycopg connection that knows its age, its last use and its current holder."""
+
+    #: When it was connected (``time.monotonic()``).
+    created_at: float = 0.0
+    #: When it was last returned to the pool, or connected (``time.monotonic()``).
+    returned_at: float = 0.0
+    #: When it was last checked out (``time.monotonic()``).
+    checked_out_at: float = 0.0
+    #: The stack of its checkout, kept only while leak detection is on.
+    checkout_stack: list[str] | None = None
+    #: Whether the current checkout was reported as a leak.
+    leak_reported: bool = False
+    #: Whether a statement ran through one of its cursors since its checkout.
+    used: bool = False
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        """Connect, stamp the connection, and tell the pool of a failure.
+
+        :param conninfo: the libpq connection string.
+        :param kwargs: as :meth:`psycopg.Connection.connect`, plus ``connect_state``, where
+            the pool keeps the last connection error.
+        """
+        state: _ConnectState | None = kwargs.pop("connect_state", None)
+        try:
+            conn = super().connect(conninfo, **kwargs)
+        except psycopg.Error as error:
+            if state is not None:
+                state.last_error = str(error).strip()
+            raise
+        if state is not None:
+            state.last_error = None
+        conn.created_at = conn.returned_at = monotonic()
+        conn.cursor_factory = _TrackingCursor
+        return conn
+
+
+class PostgresPool(ConnectionPool[PooledConnection]):
+    """A :class:`psycopg_pool.ConnectionPool` with checkout validation and leak detection.
+
+    :param conninfo: the libpq connection string.
+    :param kwargs: connection keyword arguments (password, autocommit).
+    :param validation_bypass: seconds since its return within which a connection is handed
+        out without a validation round trip; 0 validates at every checkout.
+    :param leak_threshold: seconds after which a connection still checked out is reported to
+        ``on_leak``, once; 0 turns leak detection off (and the stack is not recorded).
+    :param on_leak: called, from a background thread, with each :class:`Leak`.
+    :param pool_kwargs: passed on to :class:`psycopg_pool.ConnectionPool` (sizes, timeouts).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        kwargs: dict[str, Any],
+        validation_bypass: float,
+        leak_threshold: float = 0.0,
+        on_leak: Callable[[Leak], None] | None = None,
+        **pool_kwargs: Any,
+    ) -> None:
+        self._connect_state = _ConnectState()
+        self._autocommit = bool(kwargs.get("autocommit", False))
+        super().__init__(
+            conninfo,
+            connection_class=PooledConnection,
+            kwargs={**kwargs, "connect_state": self._connect_state},
+            **pool_kwargs,
+        )
+        self.validation_bypass = validation_bypass
+        self.leak_threshold = leak_threshold
+        self._on_leak = on_leak
+        # Connections checked out now, by id: for leak detection and shutdown.
+        self._in_use: dict[int, PooledConnection] = {}
+        self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def last_connect_error(self) -> str | None:
+        """The server's reason for the last failed connection attempt.
+
+        ``None`` if the last attempt succeeded.
+        """
+        return self._connect_state.last_error
+
+    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Open the pool, and start the leak watcher if leak detection is on.
+
+        See :meth:`psycopg_pool.ConnectionPool.open`.
+        """
+        super().open(wait=wait, timeout=timeout)
+        if self.leak_threshold > 0 and self._watcher is None:
+            self._stop_watch.clear()
+            self._watcher = threading.Thread(
+                target=self._watch_leaks, name=f"{self.name}-leaks", daemon=True
+            )
+            self._watcher.start()
+
+    def getconn(self, timeout: float | None = None) -> PooledConnection:
+        """Check a connection out.
+
+        A connection idle past the bypass window is validated first, and one past its lifetime
+        is replaced; neither costs the caller an error.
+
+        :param timeout: the longest to wait, in seconds; default the pool's ``timeout``.
+        :raises CheckoutTimeout: no working connection could be had in time.
+        :raises psycopg_pool.PoolClosed: the pool is closed.
+        """
+        wait = self.timeout if timeout is None else timeout
+        deadline = monotonic() + wait
+        while True:
+            try:
+                conn = super().getconn(deadline - monotonic())
+            except PoolTimeout:
+                raise self._timeout_error(wait) from None
+            now = monotonic()
+            if now - conn.created_at >= self.max_lifetime or (
+                now - conn.returned_at > self.validation_bypass and not self._alive(conn)
+            ):
+                self._discard(conn)
+                continue
+            conn.checked_out_at = now
+            conn.used = False
+            self._in_use[id(conn)] = conn
+            if self.leak_threshold > 0:
+                conn.checkout_stack = traceback.format_stack()[:-1]
+                conn.leak_reported = False
+            return conn
+
+    def putconn(self, conn: PooledConnection) -> None:
+        """Return a connection: restore the attributes its holder changed, then hand it back.
+
+        :param conn: a connection checked out of this pool.
+        """
+        self._in_use.pop(id(conn), None)
+        conn.checkout_stack = None
+        if not conn.closed:
+            self._restore(conn)
+        conn.returned_at = monotonic()
+        super().putconn(conn)
+
+    def _restore(self, conn: PooledConnection) -> None:
+        status = conn.pgconn.transaction_status
+        if status == _ACTIVE:  # returned in the middle of an operation: unusable
+            conn.close()
+            return
+        try:
+            if status != _IDLE:
+                conn.rollback()
+            if conn.autocommit is not self._autocommit:
+                conn.autocommit = self._autocommit
+            if conn.isolation_level is not None:
+                conn.isolation_level = None
+            if conn.read_only is not None:
+                conn.read_only = None
+            if conn.deferrable is not None:
+                conn.deferrable = None
+        except psycopg.Error:
+            conn.close()  # the pool replaces a closed connection
+
+    @staticmethod
+    def _alive(conn: PooledConnection) -> bool:
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            return False
+        return True
+
+    def _discard(self, conn: PooledConnection) -> None:
+        conn.close()
+        # A closed connection given back is dropped, and a new one is made in the background.
+        super().putconn(conn)
+
+    def _timeout_error(self, waited: float) -> CheckoutTimeout:
+        stats = self.get_stats()
+        message = (
+            f"no connection free in pool {self.name!r} after waiting {waited:.2f} s "
+            f"(max_pool_size={self.max_size}, {stats.get('pool_size', 0)} open, "
+            f"{len(self._in_use)} checked out, {stats.get('requests_waiting', 0)} waiting)"
+        )
+        if self.last_connect_error:
+            message += f"; the last connection attempt failed: {self.last_connect_error}"
+        else:
+            message += (
+                ": raise options.max_pool_size or options.connect_timeout, or hold "
+                "connections for less time"
+            )
+        return CheckoutTimeout(message)
+
+    def _watch_leaks(self) -> None:
+        period = min(max(self.leak_threshold / 4, 0.01), 1.0)
+        while not self._stop_watch.wait(period):
+            now = monotonic()
+            for conn in list(self._in_use.values()):
+                stack = conn.checkout_stack
+                held = now - conn.checked_out_at
+                if stack is not None and not conn.leak_reported and held >= self.leak_threshold:
+                    conn.leak_reported = True
+                    if self._on_leak is not None:
+                        self._on_leak(Leak(self.name, held, "".join(stack)))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pool and stop the leak watcher.
+
+        See :meth:`psycopg_pool.ConnectionPool.close`.
+        """
+        self._stop_watch.set()
+        super().close(timeout=timeout)
+
+    def shutdown(self, grace: float) -> int:
+        """Close the pool, then cut the connections still checked out after ``grace``.
+
+        Callers waiting for a connection fail at once with
+        :class:`psycopg_pool.PoolClosed`. Connections returned within ``grace`` seconds are
+        closed normally; after that, the queries of those still held are cancelled and their
+        sockets shut down, so the server ends their sessions and their holders get an error at
+        their next use.
+
+        :param grace: seconds to let holders finish.
+        :return: the number of connections that had to be cut.
+        """
+        self.close(timeout=grace)
+        deadline = monotonic() + grace
+        while self._in_use and monotonic() < deadline:
+            threading.Event().wait(0.01)
+        held = list(self._in_use.values())
+        for conn in held:
+            _cut(conn)
+        if self._watcher is not None:
+            self._watcher.join(timeout=1.0)
+            self._watcher = None
+        return len(held)
+
+
+def _cut(conn: PooledConnection) -> None:
+    """End a connection that another thread may be using, without freeing anything under it.
+
+    Closing a libpq connection from a second thread could free memory its holder is using;
+    cancelling the running query and shutting the socket down cannot.
+    """
+    with contextlib.suppress(psycopg.Error, OSError):
+        conn.cancel_safe(timeout=2.0)
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:
+        return
+    try:
+        with socket.socket(fileno=socket.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
