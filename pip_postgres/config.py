@@ -45,6 +45,10 @@ DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 #: a bound that keeps every wait finite and representable.
 MAX_DURATION_MS = 2**31 - 1
 
+#: The shortest ``idle_timeout`` and ``max_lifetime`` accepted, in milliseconds: the pool
+#: checks idle connections that often, and a connection must live long enough to be used.
+MIN_PERIOD_MS = 100
+
 #: The largest pool accepted; PostgreSQL's own ``max_connections`` is rarely above a few
 #: thousand.
 MAX_POOL_SIZE = 10_000
@@ -129,16 +133,18 @@ class _Section:
             )
         return int(value)
 
-    def milliseconds(self, name: str, default_ms: float, *, zero_means_default: bool) -> float:
-        """Read a duration in milliseconds and return it in seconds."""
+    def milliseconds(
+        self, name: str, default_ms: float, *, zero_means_default: bool = False, low: float = 0
+    ) -> float:
+        """Read a duration in milliseconds, at least ``low``, and return it in seconds."""
         value = self.number(name, integer=False)
         if value is None or (zero_means_default and value == 0):
             value = default_ms
-        if not 0 <= value <= MAX_DURATION_MS:
+        if not low <= value <= MAX_DURATION_MS:
             raise _error(
                 "BAD_VALUE",
                 self.key(name),
-                f"must be between 0 and {MAX_DURATION_MS} milliseconds, got {value:g}",
+                f"must be between {low:g} and {MAX_DURATION_MS} milliseconds, got {value:g}",
             )
         return float(value) / 1000.0
 
@@ -274,26 +280,22 @@ class PostgresOptions:
                 "connect_timeout", default_ms, zero_means_default=True
             ),
             idle_timeout=section.milliseconds(
-                "idle_timeout", cls.idle_timeout * 1000, zero_means_default=False
+                "idle_timeout", cls.idle_timeout * 1000, low=MIN_PERIOD_MS
             ),
             max_lifetime=section.milliseconds(
-                "max_lifetime", cls.max_lifetime * 1000, zero_means_default=False
+                "max_lifetime", cls.max_lifetime * 1000, low=MIN_PERIOD_MS
             ),
             max_waiting=section.integer("max_waiting", cls.max_waiting, 0, 1_000_000),
             autocommit=section.boolean("autocommit", cls.autocommit),
             reset_session=section.boolean_or_none("reset_session"),
             validation_bypass=section.milliseconds(
-                "validation_bypass", cls.validation_bypass * 1000, zero_means_default=False
+                "validation_bypass", cls.validation_bypass * 1000
             ),
-            leak_detection_threshold=section.milliseconds(
-                "leak_detection_threshold", 0, zero_means_default=False
-            ),
+            leak_detection_threshold=section.milliseconds("leak_detection_threshold", 0),
             reconnect_timeout=section.milliseconds(
-                "reconnect_timeout", cls.reconnect_timeout * 1000, zero_means_default=False
+                "reconnect_timeout", cls.reconnect_timeout * 1000
             ),
-            shutdown_timeout=section.milliseconds(
-                "shutdown_timeout", cls.shutdown_timeout * 1000, zero_means_default=False
-            ),
+            shutdown_timeout=section.milliseconds("shutdown_timeout", cls.shutdown_timeout * 1000),
             application_name=section.string("application_name"),
             ssl_mode=section.choice("ssl_mode", _SSL_MODES),
             ssl_root_cert=section.string("ssl_root_cert"),

@@ -163,6 +163,12 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         self._in_use: dict[int, PooledConnection] = {}
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._counters = {
+            "connections_validated": 0,
+            "connections_broken": 0,
+            "connections_expired": 0,
+            "leaks_reported": 0,
+        }
 
     @property
     def last_connect_error(self) -> str | None:
@@ -203,9 +209,12 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             except PoolTimeout:
                 raise self._timeout_error(wait) from None
             now = monotonic()
-            if now - conn.created_at >= self.max_lifetime or (
-                now - conn.returned_at > self.validation_bypass and not self._alive(conn)
-            ):
+            if now - conn.created_at >= self.max_lifetime:
+                self._counters["connections_expired"] += 1
+                self._discard(conn)
+                continue
+            if now - conn.returned_at > self.validation_bypass and not self._alive(conn):
+                self._counters["connections_broken"] += 1
                 self._discard(conn)
                 continue
             conn.checked_out_at = now
@@ -247,8 +256,19 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         except psycopg.Error:
             conn.close()  # the pool replaces a closed connection
 
-    @staticmethod
-    def _alive(conn: PooledConnection) -> bool:
+    def get_stats(self) -> dict[str, int]:
+        """The pool's statistics (see :meth:`psycopg_pool.ConnectionPool.get_stats`), and ours.
+
+        Ours: ``connections_validated`` (validation round trips at checkout),
+        ``connections_broken`` (connections found broken at checkout and replaced),
+        ``connections_expired`` (replaced at checkout for their age), ``leaks_reported``.
+        """
+        stats = super().get_stats()
+        stats.update(self._counters)
+        return stats
+
+    def _alive(self, conn: PooledConnection) -> bool:
+        self._counters["connections_validated"] += 1
         try:
             ConnectionPool.check_connection(conn)
         except psycopg.Error:
@@ -285,6 +305,7 @@ class PostgresPool(ConnectionPool[PooledConnection]):
                 held = now - conn.checked_out_at
                 if stack is not None and not conn.leak_reported and held >= self.leak_threshold:
                     conn.leak_reported = True
+                    self._counters["leaks_reported"] += 1
                     if self._on_leak is not None:
                         self._on_leak(Leak(self.name, held, "".join(stack)))
 

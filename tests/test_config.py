@@ -93,6 +93,33 @@ def test_options_convert_milliseconds_to_seconds() -> None:
     assert options.application_name == "billing"
 
 
+def test_reliability_options() -> None:
+    options = parse(
+        connection__host="h",
+        options__validation_bypass="250",
+        options__leak_detection_threshold="30000",
+        options__reconnect_timeout="8000",
+        options__shutdown_timeout="2000",
+        options__reset_session="false",
+    ).options
+    assert options.validation_bypass == 0.25
+    assert options.leak_detection_threshold == 30.0
+    assert options.reconnect_timeout == 8.0
+    assert options.shutdown_timeout == 2.0
+    assert options.reset_session is False and options.resets_session is False
+
+
+def test_reset_session_defaults_follow_autocommit() -> None:
+    defaults = PostgresOptions()
+    assert (defaults.validation_bypass, defaults.leak_detection_threshold) == (1.0, 0.0)
+    assert (defaults.reconnect_timeout, defaults.shutdown_timeout) == (5.0, 5.0)
+    assert parse(connection__host="h").options.resets_session is True
+    autocommit = parse(connection__host="h", options__autocommit="yes").options
+    assert autocommit.resets_session is False
+    forced = parse(connection__host="h", options__autocommit="1", options__reset_session="on")
+    assert forced.options.resets_session is True
+
+
 def test_connect_timeout_zero_means_bounded_default() -> None:
     config = parse(connection__host="h", options__connect_timeout="0")
     assert config.options.connect_timeout == 10.0
@@ -241,7 +268,42 @@ def test_connections_must_agree_on_database() -> None:
         (
             {"connection.host": "h", "options.idle_timeout": "1e99"},
             "options.idle_timeout",
+            "between 100",
+        ),
+        (
+            {"connection.host": "h", "options.idle_timeout": "0"},
+            "options.idle_timeout",
+            "between 100",
+        ),
+        (
+            {"connection.host": "h", "options.max_lifetime": "50"},
+            "options.max_lifetime",
+            "between 100",
+        ),
+        (
+            {"connection.host": "h", "options.validation_bypass": "-1"},
+            "options.validation_bypass",
             "between 0",
+        ),
+        (
+            {"connection.host": "h", "options.leak_detection_threshold": "x"},
+            "options.leak_detection_threshold",
+            "a number",
+        ),
+        (
+            {"connection.host": "h", "options.reconnect_timeout": "-2"},
+            "options.reconnect_timeout",
+            "between 0",
+        ),
+        (
+            {"connection.host": "h", "options.shutdown_timeout": "inf"},
+            "options.shutdown_timeout",
+            "a number",
+        ),
+        (
+            {"connection.host": "h", "options.reset_session": "sometimes"},
+            "options.reset_session",
+            "true or false",
         ),
         (
             {"connection.host": "h", "options.idle_timeout": "nan"},

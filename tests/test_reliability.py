@@ -1,0 +1,469 @@
+"""Faults on the server side, exhaustion, dirty connections, leaks, closing under load,
+lifetime, and generated bad input. Every loop is bounded in count and time; each test
+prints what it measured (run with -s to see it)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pip_services4_commons.errors import ConfigException, ConnectionException
+from pip_services4_components.config import ConfigParams
+from psycopg_pool import PoolClosed
+
+from pip_postgres import CheckoutTimeout, PostgresConnection, PostgresPool
+from pip_postgres.embedded import EmbeddedPostgres
+
+from .conftest import LogCapture, Server, admin_query, backends, base_config
+
+
+def report(**measured: Any) -> None:
+    print("measured:", ", ".join(f"{key}={value}" for key, value in measured.items()))
+
+
+def opened(pg: Server, references: Any = None, **options: Any) -> PostgresConnection:
+    component = PostgresConnection()
+    component.configure(base_config(pg, **{f"options__{k}": v for k, v in options.items()}))
+    if references is not None:
+        component.set_references(references)
+    component.open(None)
+    return component
+
+
+def pool_of(component: PostgresConnection) -> PostgresPool:
+    pool = component.get_connection()
+    assert pool is not None
+    return pool
+
+
+def app_name() -> str:
+    return f"rel-{uuid.uuid4().hex[:8]}"
+
+
+def fill(component: PostgresConnection, count: int) -> set[int]:
+    """Check ``count`` connections out at once, so that the pool holds that many; their pids."""
+    held = [component.connection(timeout=10) for _ in range(count)]
+    pids = {checkout.__enter__().info.backend_pid for checkout in held}
+    for checkout in held:
+        checkout.__exit__(None, None, None)
+    return pids
+
+
+def run_checkouts(component: PostgresConnection, count: int) -> list[BaseException]:
+    errors: list[BaseException] = []
+    for _ in range(count):
+        try:
+            with component.connection(timeout=10) as conn:
+                conn.execute("SELECT 1")
+        except Exception as error:
+            errors.append(error)
+    return errors
+
+
+# 1. Stale connections -------------------------------------------------------------------
+
+
+def test_terminated_backends_are_replaced_at_checkout(pg: Server) -> None:
+    name = app_name()
+    component = opened(pg, max_pool_size=4, min_pool_size=4, validation_bypass=100,
+                       application_name=name)  # fmt: skip
+    try:
+        old = fill(component, 4)
+        admin_query(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = %s", (name,))  # fmt: skip
+        time.sleep(0.3)  # idle past the 100 ms bypass window
+        errors = run_checkouts(component, 20)
+        stats = pool_of(component).get_stats()
+        report(errors=len(errors), broken=stats["connections_broken"])
+        assert errors == []
+        assert stats["connections_broken"] >= 1
+        assert not old & {pid for pid, _ in backends(pg, name)}
+    finally:
+        component.close(None)
+
+
+def test_server_restart_while_idle(pg: Server) -> None:
+    if not isinstance(pg, EmbeddedPostgres):
+        pytest.skip("restarting needs the embedded server")
+    component = opened(pg, max_pool_size=4, min_pool_size=2, validation_bypass=100)
+    try:
+        fill(component, 4)
+        started = time.monotonic()
+        pg.restart()
+        errors = run_checkouts(component, 20)
+        report(errors=len(errors), restart_to_done_s=round(time.monotonic() - started, 2))
+        assert errors == []
+    finally:
+        component.close(None)
+
+
+def test_recently_returned_connection_skips_validation(pg: Server) -> None:
+    component = opened(pg, max_pool_size=1, validation_bypass=60_000)
+    try:
+        pool = pool_of(component)
+        for _ in range(50):
+            with component.connection() as conn:
+                conn.execute("SELECT 1")
+        # Within the bypass window: no validation round trip at all.
+        assert pool.get_stats()["connections_validated"] == 0
+    finally:
+        component.close(None)
+
+
+def test_bypass_window_zero_validates_every_checkout(pg: Server) -> None:
+    component = opened(pg, max_pool_size=1, validation_bypass=0)
+    try:
+        for _ in range(5):
+            with component.connection() as conn:
+                conn.execute("SELECT 1")
+        assert pool_of(component).get_stats()["connections_validated"] == 5
+    finally:
+        component.close(None)
+
+
+# 4. Exhaustion ---------------------------------------------------------------------------
+
+
+def _hammer(
+    component: PostgresConnection, threads: int, timeout: float
+) -> tuple[int, list[BaseException]]:
+    ok = [0]
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            with component.connection(timeout=timeout) as conn:
+                conn.execute("SELECT pg_sleep(0.05)")
+            with lock:
+                ok[0] += 1
+        except BaseException as error:
+            with lock:
+                errors.append(error)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=timeout + 30)
+    assert not any(worker.is_alive() for worker in workers), "a checkout hung"
+    return ok[0], errors
+
+
+def test_exhaustion_with_enough_timeout_all_succeed(pg: Server) -> None:
+    component = opened(pg, max_pool_size=4)
+    try:
+        started = time.monotonic()
+        ok, errors = _hammer(component, 64, timeout=30)
+        report(ok=ok, errors=len(errors), seconds=round(time.monotonic() - started, 2))
+        assert (ok, errors) == (64, [])
+        stats = pool_of(component).get_stats()
+        assert stats["pool_available"] == stats["pool_size"] <= 4
+    finally:
+        component.close(None)
+
+
+def test_exhaustion_with_short_timeout_losers_get_a_clear_error(pg: Server) -> None:
+    component = opened(pg, max_pool_size=4)
+    try:
+        ok, errors = _hammer(component, 64, timeout=0.1)
+        report(ok=ok, timeouts=len(errors))
+        assert ok >= 4 and errors
+        assert all(isinstance(error, CheckoutTimeout) for error in errors)
+        message = str(errors[0])
+        assert "max_pool_size=4" in message and "after waiting 0.10 s" in message
+        # Afterwards every connection is back in the pool and the pool still works.
+        stats = pool_of(component).get_stats()
+        assert stats["pool_available"] == stats["pool_size"]
+        assert run_checkouts(component, 4) == []
+    finally:
+        component.close(None)
+
+
+# 5. Dirty connections ------------------------------------------------------------------
+
+
+@pytest.fixture
+def single(pg: Server) -> Iterator[PostgresConnection]:
+    """A pool of exactly one connection, so that every checkout gets the same one."""
+    component = opened(pg, max_pool_size=1, min_pool_size=1, application_name=app_name())
+    try:
+        yield component
+    finally:
+        component.close(None)
+
+
+def test_exception_inside_checkout_is_rolled_back(single: PostgresConnection) -> None:
+    with pytest.raises(ZeroDivisionError), single.connection() as conn:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS probe (v int)")
+        1 / 0  # noqa: B018
+    with single.connection() as conn:
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.execute("SELECT to_regclass('pg_temp.probe')").fetchone() == (None,)
+
+
+def test_failed_transaction_does_not_leak(single: PostgresConnection) -> None:
+    with single.connection() as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("SELECT * FROM no_such_table")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+    with single.connection() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_session_settings_are_reset(single: PostgresConnection) -> None:
+    with single.connection() as conn:
+        default = conn.execute("SHOW statement_timeout").fetchone()
+        conn.execute("SET statement_timeout = '4321ms'")
+        conn.execute("SET search_path = pg_catalog")
+        pid = conn.info.backend_pid
+    with single.connection() as conn:
+        assert conn.info.backend_pid == pid  # the same connection, cleaned
+        assert conn.execute("SHOW statement_timeout").fetchone() == default
+        assert conn.execute("SHOW search_path").fetchone() != ("pg_catalog",)
+
+
+def test_settings_set_in_a_committed_transaction_block_are_reset(
+    single: PostgresConnection,
+) -> None:
+    with single.connection() as conn:
+        with conn.transaction():
+            conn.execute("SET statement_timeout = '4321ms'")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with single.connection() as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() != ("4321ms",)
+
+
+def test_application_name_survives_reset(pg: Server) -> None:
+    name = app_name()
+    component = opened(pg, max_pool_size=1, application_name=name)
+    try:
+        for _ in range(2):
+            with component.connection() as conn:
+                conn.execute("SET work_mem = '7MB'")
+                assert conn.execute("SHOW application_name").fetchone() == (name,)
+    finally:
+        component.close(None)
+
+
+def test_autocommit_mode_resets_when_asked(pg: Server) -> None:
+    component = opened(pg, max_pool_size=1, autocommit="true", reset_session="true")
+    try:
+        with component.connection() as conn:
+            conn.execute("SET statement_timeout = '4321ms'")
+        with component.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() != ("4321ms",)
+    finally:
+        component.close(None)
+
+
+def test_connection_attributes_are_restored(single: PostgresConnection) -> None:
+    with single.connection() as conn:
+        conn.autocommit = True
+        conn.read_only = True
+        conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+    with single.connection() as conn:
+        assert conn.autocommit is False
+        assert conn.read_only is None
+        assert conn.isolation_level is None
+
+
+def test_getconn_putconn_with_open_transaction_is_cleaned(single: PostgresConnection) -> None:
+    pool = pool_of(single)
+    conn = pool.getconn()
+    conn.execute("SELECT 1")
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    pool.putconn(conn)
+    with single.connection() as again:
+        assert again.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_no_idle_in_transaction_left_on_the_server(pg: Server) -> None:
+    name = app_name()
+    component = opened(pg, max_pool_size=3, application_name=name)
+    try:
+        for index in range(30):
+            with pytest.raises((ValueError, psycopg.Error)), component.connection() as conn:
+                conn.execute("SELECT 1")
+                if index % 2:
+                    conn.execute("SELECT 1 / 0")
+                raise ValueError("caller failure")
+        states = [state for _, state in backends(pg, name)]
+        report(backends=len(states), states=sorted(set(states)))
+        assert "idle in transaction" not in states
+        assert "idle in transaction (aborted)" not in states
+    finally:
+        component.close(None)
+
+
+# 6. Leak detection -----------------------------------------------------------------------
+
+
+def test_leak_is_reported_once_with_the_checkout_stack(pg: Server, logs: LogCapture) -> None:
+    component = opened(pg, logs.references, max_pool_size=2, leak_detection_threshold=200)
+    try:
+        with component.connection():
+            time.sleep(0.8)
+        with component.connection():  # returned in time: not a leak
+            pass
+        time.sleep(0.3)
+        text = logs.text()
+        report(leaks=text.count("Connection leak suspected"))
+        assert text.count("Connection leak suspected") == 1
+        assert "test_leak_is_reported_once_with_the_checkout_stack" in text
+        assert pool_of(component).get_stats()["leaks_reported"] == 1
+    finally:
+        component.close(None)
+
+
+def test_no_leak_detection_by_default(component: PostgresConnection) -> None:
+    with component.connection() as conn:
+        assert conn.checkout_stack is None  # type: ignore[attr-defined]
+
+
+# 7. Closing under load -----------------------------------------------------------------
+
+
+def test_close_under_load_is_bounded_and_leaves_nothing(pg: Server) -> None:
+    name = app_name()
+    component = opened(pg, max_pool_size=2, shutdown_timeout=500, application_name=name)
+    holders_in = threading.Barrier(3, timeout=10)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def hold() -> None:
+        try:
+            with component.connection() as conn:
+                holders_in.wait()
+                conn.execute("SELECT pg_sleep(30)")
+            outcome = "finished"
+        except BaseException as error:
+            outcome = type(error).__name__
+        with lock:
+            outcomes.append(outcome)
+
+    def wait_for_one() -> None:
+        try:
+            with component.connection(timeout=30):
+                outcome = "got one"
+        except BaseException as error:
+            outcome = type(error).__name__
+        with lock:
+            outcomes.append(outcome)
+
+    holders = [threading.Thread(target=hold) for _ in range(2)]
+    waiters = [threading.Thread(target=wait_for_one) for _ in range(3)]
+    for thread in holders:
+        thread.start()
+    holders_in.wait()
+    for thread in waiters:
+        thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    component.close(None)
+    took = time.monotonic() - started
+    for thread in holders + waiters:
+        thread.join(timeout=15)
+    report(close_s=round(took, 2), outcomes=sorted(outcomes))
+    assert took < 10
+    assert not any(thread.is_alive() for thread in holders + waiters)
+    assert outcomes.count(PoolClosed.__name__) == 3
+    assert all(outcome != "finished" for outcome in outcomes)
+    deadline = time.monotonic() + 5
+    while backends(pg, name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert backends(pg, name) == []
+
+
+# 8. Lifetime ---------------------------------------------------------------------------
+
+
+def test_connections_past_max_lifetime_are_replaced_unnoticed(pg: Server) -> None:
+    component = opened(pg, max_pool_size=2, max_lifetime=300, validation_bypass=0)
+    try:
+        pids: set[int] = set()
+        errors: list[BaseException] = []
+        deadline = time.monotonic() + 2.0
+        for _ in range(2000):
+            if time.monotonic() > deadline:
+                break
+            try:
+                with component.connection(timeout=10) as conn:
+                    pids.add(conn.info.backend_pid)
+            except Exception as error:
+                errors.append(error)
+            time.sleep(0.01)
+        stats = pool_of(component).get_stats()
+        report(errors=len(errors), backends_seen=len(pids), expired=stats["connections_expired"])
+        assert errors == []
+        assert len(pids) >= 4
+    finally:
+        component.close(None)
+
+
+# 9. Bad input, generated -----------------------------------------------------------------
+
+_junk = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.sampled_from(
+        ["", " ", "0", "-1", "1e309", "nan", "10", "٣", "true", "5432", "\uff11\uff10"]
+    ),
+)
+_option_keys = [
+    "max_pool_size", "min_pool_size", "connect_timeout", "idle_timeout", "max_lifetime",
+    "max_waiting", "autocommit", "reset_session", "validation_bypass",
+    "leak_detection_threshold", "reconnect_timeout", "shutdown_timeout", "application_name",
+    "ssl_mode",
+]  # fmt: skip
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    options=st.dictionaries(st.sampled_from(_option_keys), _junk, max_size=6),
+    port=st.one_of(st.just("SERVER"), _junk),
+    database=st.one_of(st.just("SERVER"), st.none(), st.text(max_size=8)),
+    drop=st.sets(st.sampled_from(["connection", "credential", "options"])),
+)
+def test_generated_configurations(
+    pg: Server, options: dict[str, Any], port: Any, database: Any, drop: set[str]
+) -> None:
+    values: dict[str, Any] = {
+        # Only loopback hosts: a generated host name would be looked up in the DNS.
+        "connection.host": pg.host,
+        "connection.port": pg.port if port == "SERVER" else port,
+        "connection.database": pg.database if database == "SERVER" else database,
+        "credential.username": pg.user,
+        "credential.password": pg.password,
+    }
+    values.update({f"options.{key}": value for key, value in options.items()})
+    values = {k: v for k, v in values.items() if k.split(".")[0] not in drop}
+    # Bound every wait, so that a valid but unreachable configuration fails fast.
+    if "options" not in drop:
+        values.setdefault("options.connect_timeout", 2000)
+    component = PostgresConnection()
+    started = time.monotonic()
+    try:
+        component.configure(ConfigParams.from_value(values))
+        component.open(None)
+    except (ConfigException, ConnectionException):
+        assert not component.is_open()
+    else:
+        try:
+            with component.connection(timeout=5) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            component.close(None)
+    assert time.monotonic() - started < 30
