@@ -20,6 +20,7 @@ It is still a ``ConnectionPool``: code that calls ``getconn()``/``putconn()`` or
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 import traceback
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["CheckoutTimeout", "Leak", "PooledConnection", "PostgresPool"]
+
+#: The least time given to a validation round trip, in seconds, however little is left of
+#: the checkout's own timeout.
+_MIN_PING_TIMEOUT = 0.05
 
 _IDLE = pq.TransactionStatus.IDLE
 _ACTIVE = pq.TransactionStatus.ACTIVE
@@ -213,7 +218,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
                 self._counters["connections_expired"] += 1
                 self._discard(conn)
                 continue
-            if now - conn.returned_at > self.validation_bypass and not self._alive(conn):
+            if now - conn.returned_at > self.validation_bypass and not self._alive(
+                conn, max(deadline - now, _MIN_PING_TIMEOUT)
+            ):
                 self._counters["connections_broken"] += 1
                 self._discard(conn)
                 continue
@@ -267,13 +274,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         stats.update(self._counters)
         return stats
 
-    def _alive(self, conn: PooledConnection) -> bool:
+    def _alive(self, conn: PooledConnection, timeout: float) -> bool:
         self._counters["connections_validated"] += 1
-        try:
-            ConnectionPool.check_connection(conn)
-        except psycopg.Error:
-            return False
-        return True
+        return _ping(conn, timeout)
 
     def _discard(self, conn: PooledConnection) -> None:
         conn.close()
@@ -340,6 +343,54 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             self._watcher.join(timeout=1.0)
             self._watcher = None
         return len(held)
+
+
+def _ping(conn: PooledConnection, timeout: float) -> bool:
+    """Send an empty query and wait at most ``timeout`` seconds for its answer.
+
+    psycopg's own ``execute()`` has no client-side timeout, and over a network that swallows
+    packets it would wait for TCP to give up, many minutes later; this does not. A server
+    that ended the session (a restart, ``pg_terminate_backend()``) answers with an error, or
+    not at all.
+
+    :return: whether the connection answered, idle, in time.
+    """
+    pgconn = conn.pgconn
+    if conn.closed or pgconn.transaction_status != _IDLE:
+        return False
+    deadline = monotonic() + timeout
+    try:
+        with conn.lock:
+            pgconn.send_query(b"")
+            while pgconn.flush() != 0:
+                if not _wait(pgconn.socket, True, deadline):
+                    return False
+            while True:
+                pgconn.consume_input()
+                if not pgconn.is_busy():
+                    break
+                if not _wait(pgconn.socket, False, deadline):
+                    return False
+            answered = False
+            while (result := pgconn.get_result()) is not None:
+                answered = result.status == pq.ExecStatus.EMPTY_QUERY
+    except psycopg.Error:
+        return False
+    return answered and pgconn.transaction_status == _IDLE
+
+
+def _wait(fd: int, write: bool, deadline: float) -> bool:
+    """Wait until ``fd`` is writable (or readable), or ``deadline``; whether it became so."""
+    remaining = deadline - monotonic()
+    if remaining <= 0:
+        return False
+    if not hasattr(select, "poll"):  # Windows
+        readers, writers = ([], [fd]) if write else ([fd], [])
+        return any(select.select(readers, writers, [fd], remaining))
+    poller = select.poll()
+    events = select.POLLOUT if write else select.POLLIN
+    poller.register(fd, events | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(remaining * 1000))
 
 
 def _cut(conn: PooledConnection) -> None:
