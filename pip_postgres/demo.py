@@ -29,6 +29,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--checkouts", type=int, default=200, help="checkouts per thread (default 200)"
     )
     parser.add_argument("--pool-size", type=int, default=4, help="max_pool_size (default 4)")
+    parser.add_argument(
+        "--work-ms",
+        type=float,
+        default=2.0,
+        help="server-side work per checkout, in milliseconds (default 2)",
+    )
     return parser.parse_args(argv)
 
 
@@ -116,7 +122,7 @@ def _run(component: PostgresConnection, args: argparse.Namespace) -> int:
         row = conn.execute("SELECT count(*), count(DISTINCT worker) FROM demo_events").fetchone()
     assert row is not None
     print(f"\n{row[0]} rows written by {row[1]} threads in {elapsed:.2f} s")
-    print("Pool statistics (psycopg_pool get_stats()):")
+    print("Pool statistics (get_connection().get_stats()):")
     for key, value in sorted(pool.get_stats().items()):
         print(f"  {key:24} {value}")
     for error in errors:
