@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from pip_services4_commons.errors import ConfigException, ConnectionException, InvalidStateException
 from pip_services4_components.config import ConfigParams
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
 from pip_postgres import CheckoutTimeout, PostgresConnection
 
@@ -381,3 +381,67 @@ def test_password_never_leaks(pg: Server, logs: LogCapture) -> None:
             assert secret not in text
     finally:
         admin_query(pg, f"ALTER ROLE {pg.user} PASSWORD '{pg.password}'")
+
+
+def test_ssl_mode_reaches_libpq(pg: Server) -> None:
+    # The test server has no certificate: "require" must be refused by libpq itself.
+    error = _open_error(base_config(pg, options__ssl_mode="require"))
+    assert "SSL" in str(error)
+    component = open_component(base_config(pg, options__ssl_mode="disable"))
+    component.close(None)
+
+
+def _check_out_once(component: PostgresConnection) -> None:
+    with component.connection(timeout=5):
+        pass
+
+
+def test_max_waiting_refuses_the_queue_overflow(pg: Server) -> None:
+    component = open_component(
+        base_config(pg, options__max_pool_size="1", options__max_waiting="1")
+    )
+    refused: list[BaseException] = []
+    try:
+        with component.connection():
+            waiter = threading.Thread(target=_check_out_once, args=(component,))
+            waiter.start()
+            deadline = time.monotonic() + 5
+            pool = component.get_connection()
+            assert pool is not None
+            while pool.get_stats().get("requests_waiting", 0) < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            try:
+                with component.connection(timeout=5):
+                    pass
+            except TooManyRequests as error:
+                refused.append(error)
+        waiter.join(timeout=10)
+        assert len(refused) == 1
+    finally:
+        component.close(None)
+
+
+def test_idle_connections_above_the_minimum_are_closed(pg: Server) -> None:
+    name = f"idle-{uuid.uuid4().hex[:6]}"
+    component = open_component(
+        base_config(
+            pg,
+            options__max_pool_size="4",
+            options__min_pool_size="1",
+            options__idle_timeout="200",
+            options__application_name=name,
+        )
+    )
+    try:
+        held = [component.connection(timeout=5) for _ in range(4)]
+        for checkout in held:
+            checkout.__enter__()
+        for checkout in held:
+            checkout.__exit__(None, None, None)
+        assert len(backends(pg, name)) == 4
+        deadline = time.monotonic() + 5
+        while len(backends(pg, name)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(backends(pg, name)) == 1
+    finally:
+        component.close(None)
