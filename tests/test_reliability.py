@@ -89,6 +89,7 @@ def test_terminated_backends_are_replaced_at_checkout(pg: Server) -> None:
         component.close(None)
 
 
+@pytest.mark.slow
 def test_server_restart_while_idle(pg: Server) -> None:
     if not isinstance(pg, EmbeddedPostgres):
         pytest.skip("restarting needs the embedded server")
@@ -331,6 +332,7 @@ def test_no_leak_detection_by_default(component: PostgresConnection) -> None:
 # 7. Closing under load -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_close_under_load_is_bounded_and_leaves_nothing(pg: Server) -> None:
     name = app_name()
     component = opened(pg, max_pool_size=2, shutdown_timeout=500, application_name=name)
@@ -385,6 +387,7 @@ def test_close_under_load_is_bounded_and_leaves_nothing(pg: Server) -> None:
 # 8. Lifetime ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_connections_past_max_lifetime_are_replaced_unnoticed(pg: Server) -> None:
     component = opened(pg, max_pool_size=2, max_lifetime=300, validation_bypass=0)
     try:
