@@ -39,9 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["CheckoutTimeout", "Leak", "PooledConnection", "PostgresPool"]
 
-#: The least time given to a validation round trip, in seconds, however little is left of
-#: the checkout's own timeout.
+#: The least and the most time given to a validation round trip, in seconds. Within these
+#: bounds it gets a quarter of the checkout's timeout, so that a connection that does not
+#: answer (its network path silently dropped) leaves the checkout time to get another one.
 _MIN_PING_TIMEOUT = 0.05
+_MAX_PING_TIMEOUT = 2.0
 
 _IDLE = pq.TransactionStatus.IDLE
 _ACTIVE = pq.TransactionStatus.ACTIVE
@@ -208,20 +210,23 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         """
         wait = self.timeout if timeout is None else timeout
         deadline = monotonic() + wait
+        ping_budget = min(max(wait / 4, _MIN_PING_TIMEOUT), _MAX_PING_TIMEOUT)
+        silent = 0
         while True:
             try:
                 conn = super().getconn(deadline - monotonic())
             except PoolTimeout:
-                raise self._timeout_error(wait) from None
+                raise self._timeout_error(wait, silent) from None
             now = monotonic()
             if now - conn.created_at >= self.max_lifetime:
                 self._counters["connections_expired"] += 1
                 self._discard(conn)
                 continue
             if now - conn.returned_at > self.validation_bypass and not self._alive(
-                conn, max(deadline - now, _MIN_PING_TIMEOUT)
+                conn, max(min(ping_budget, deadline - now), _MIN_PING_TIMEOUT)
             ):
                 self._counters["connections_broken"] += 1
+                silent += 1
                 self._discard(conn)
                 continue
             conn.checked_out_at = now
@@ -283,16 +288,21 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         # A closed connection given back is dropped, and a new one is made in the background.
         super().putconn(conn)
 
-    def _timeout_error(self, waited: float) -> CheckoutTimeout:
+    def _timeout_error(self, waited: float, broken: int) -> CheckoutTimeout:
         stats = self.get_stats()
         message = (
             f"no connection free in pool {self.name!r} after waiting {waited:.2f} s "
             f"(max_pool_size={self.max_size}, {stats.get('pool_size', 0)} open, "
-            f"{len(self._in_use)} checked out, {stats.get('requests_waiting', 0)} waiting)"
+            f"{len(self._in_use)} checked out)"
         )
+        if broken:
+            message += (
+                f"; {broken} idle connection(s) failed validation and were replaced, "
+                "the network or the server may be down"
+            )
         if self.last_connect_error:
             message += f"; the last connection attempt failed: {self.last_connect_error}"
-        else:
+        elif not broken:
             message += (
                 ": raise options.max_pool_size or options.connect_timeout, or hold "
                 "connections for less time"
