@@ -58,6 +58,9 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+_RESET_MODES = {"auto": "auto", "always": "always", "never": "never"}
+_RESET_MODES.update(dict.fromkeys(_TRUE, "always"))
+_RESET_MODES.update(dict.fromkeys(_FALSE, "never"))
 
 
 def _error(code: str, key: str, problem: str) -> ConfigException:
@@ -149,13 +152,9 @@ class _Section:
         return float(value) / 1000.0
 
     def boolean(self, name: str, default: bool) -> bool:
-        value = self.boolean_or_none(name)
-        return default if value is None else value
-
-    def boolean_or_none(self, name: str) -> bool | None:
         _, value = self.raw(name)
         if value is None:
-            return None
+            return default
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
@@ -164,6 +163,18 @@ class _Section:
         if text in _FALSE:
             return False
         raise _error("BAD_VALUE", self.key(name), f"must be true or false, got {_show(value)}")
+
+    def reset_mode(self, name: str) -> str:
+        _, value = self.raw(name)
+        text = "auto" if value is None else str(value).strip().lower()
+        mode = _RESET_MODES.get(text)
+        if mode is None:
+            raise _error(
+                "BAD_VALUE",
+                self.key(name),
+                f"must be auto, always or never (or true/false), got {_show(value)}",
+            )
+        return mode
 
     def choice(self, name: str, choices: Sequence[str]) -> str | None:
         value = self.string(name)
@@ -222,13 +233,14 @@ class PostgresOptions:
     #: ``options.autocommit``: hand out connections in autocommit mode. Default ``False``: a
     #: checkout is one transaction, committed on success and rolled back on error.
     autocommit: bool = False
-    #: ``options.reset_session`` (true or false): at the end of each
-    #: :meth:`~pip_postgres.PostgresConnection.connection` block, ``RESET ALL`` undoes the
-    #: session settings the caller changed with ``SET``, so that none leaks into the next
-    #: checkout. In transactional mode it travels with the COMMIT or ROLLBACK, in the same
-    #: round trip; in autocommit mode it costs a round trip of its own. Default: true in
-    #: transactional mode, false in autocommit mode (``None`` here means that default).
-    reset_session: bool | None = None
+    #: ``options.reset_session``: when a checkout ends with ``RESET ALL``, which undoes the
+    #: session settings its caller changed, so that none leaks into the next checkout.
+    #: ``auto`` (the default): when a statement of the checkout looked like it changed one
+    #: (``SET``, ``RESET``, ``set_config()``); ``always``: when any statement ran; ``never``.
+    #: ``true`` and ``false`` mean ``always`` and ``never``. In transactional mode the reset
+    #: travels with the COMMIT or ROLLBACK, in the same round trip; in autocommit mode it costs
+    #: a round trip of its own.
+    reset_session: str = "auto"
     #: ``options.validation_bypass`` (ms), in seconds: a connection returned to the pool less
     #: than this long ago is handed out without a validation round trip; an older one is
     #: validated first and replaced if it is broken. 0 validates at every checkout.
@@ -287,7 +299,7 @@ class PostgresOptions:
             ),
             max_waiting=section.integer("max_waiting", cls.max_waiting, 0, 1_000_000),
             autocommit=section.boolean("autocommit", cls.autocommit),
-            reset_session=section.boolean_or_none("reset_session"),
+            reset_session=section.reset_mode("reset_session"),
             validation_bypass=section.milliseconds(
                 "validation_bypass", cls.validation_bypass * 1000
             ),
@@ -302,11 +314,6 @@ class PostgresOptions:
             ssl_cert=section.string("ssl_cert"),
             ssl_key=section.string("ssl_key"),
         )
-
-    @property
-    def resets_session(self) -> bool:
-        """Whether checkouts end with ``RESET ALL``: :attr:`reset_session`, or its default."""
-        return (not self.autocommit) if self.reset_session is None else self.reset_session
 
     def libpq_params(self) -> dict[str, str]:
         """The libpq parameters these options set (SSL, application name, connect timeout)."""

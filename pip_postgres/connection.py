@@ -34,12 +34,12 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def _finish(conn: PooledConnection, success: bool, reset: bool) -> None:
-    """End a checkout: commit or roll back, and undo ``SET`` if ``reset``, in one round trip.
+def _finish(conn: PooledConnection, success: bool, reset_mode: str) -> None:
+    """End a checkout: commit or roll back, and reset the session, in one round trip.
 
-    The reset is skipped when no statement ran through the connection's cursors.
+    :param reset_mode: ``options.reset_session``: ``auto``, ``always`` or ``never``.
     """
-    reset = reset and conn.used
+    reset = conn.session_changed if reset_mode == "auto" else conn.used and reset_mode == "always"
     status = conn.pgconn.transaction_status
     if status == _INTRANS:
         end = "COMMIT" if success else "ROLLBACK"
@@ -72,7 +72,7 @@ class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
 
     __slots__ = ("_conn", "_pool", "_reset", "_timeout")
 
-    def __init__(self, pool: PostgresPool, timeout: float | None, reset: bool) -> None:
+    def __init__(self, pool: PostgresPool, timeout: float | None, reset: str) -> None:
         self._pool = pool
         self._timeout = timeout
         self._reset = reset
@@ -342,7 +342,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             raise InvalidStateException(
                 None, "NOT_OPENED", "PostgresConnection is not open: call open() first"
             )
-        return _Checkout(pool, timeout, config.options.resets_session)
+        return _Checkout(pool, timeout, config.options.reset_session)
 
     def __repr__(self) -> str:
         state = f"open {self._config.describe()}" if self._connection and self._config else "closed"

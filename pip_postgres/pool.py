@@ -20,6 +20,7 @@ It is still a ``ConnectionPool``: code that calls ``getconn()``/``putconn()`` or
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import socket
 import threading
@@ -80,18 +81,49 @@ class _ConnectState:
         return "<pool connect state>"
 
 
+#: Statements that change session settings: ``SET``/``RESET`` at the start of a line or after
+#: a semicolon, and calls of ``set_config()``.
+_SESSION_CHANGE = re.compile(r"(?:^|;)\s*(?:set|reset)\b|\bset_config\s*\(", re.I | re.M)
+_SESSION_CHANGE_BYTES = re.compile(_SESSION_CHANGE.pattern.encode(), re.I | re.M)
+_SESSION_STATUS = (b"SET", b"RESET")
+
+
+def _changes_session(query: object) -> bool:
+    if isinstance(query, str):
+        return _SESSION_CHANGE.search(query) is not None
+    if isinstance(query, bytes):
+        return _SESSION_CHANGE_BYTES.search(query) is not None
+    return False  # a composed query: its command status tells, after it ran
+
+
 class _TrackingCursor(psycopg.Cursor[TupleRow]):
-    """A cursor that tells its connection that a statement ran during the checkout."""
+    """A cursor that tells its connection what ran during the checkout.
 
-    def execute(self, *args: Any, **kwargs: Any) -> Self:
+    It marks the connection :attr:`~PooledConnection.used` when any statement runs, and
+    :attr:`~PooledConnection.session_changed` when one looks like it changes a session setting
+    (its text, or its command status ``SET``/``RESET``).
+    """
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
-        self._conn.used = True  # type: ignore[attr-defined]
-        return super().execute(*args, **kwargs)
+        conn: PooledConnection = self._conn  # type: ignore[assignment]
+        conn.used = True
+        if not conn.session_changed and _changes_session(query):
+            conn.session_changed = True
+        try:
+            return super().execute(query, *args, **kwargs)
+        finally:
+            result = self.pgresult
+            if result is not None and result.command_status in _SESSION_STATUS:
+                conn.session_changed = True
 
-    def executemany(self, *args: Any, **kwargs: Any) -> None:
+    def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
         """Execute a statement many times: see :meth:`psycopg.Cursor.executemany`."""
-        self._conn.used = True  # type: ignore[attr-defined]
-        super().executemany(*args, **kwargs)
+        conn: PooledConnection = self._conn  # type: ignore[assignment]
+        conn.used = True
+        if _changes_session(query):
+            conn.session_changed = True
+        super().executemany(query, *args, **kwargs)
 
 
 class PooledConnection(psycopg.Connection[TupleRow]):
@@ -109,6 +141,8 @@ class PooledConnection(psycopg.Connection[TupleRow]):
     leak_reported: bool = False
     #: Whether a statement ran through one of its cursors since its checkout.
     used: bool = False
+    #: Whether a statement that looks like it changes a session setting ran since its checkout.
+    session_changed: bool = False
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -230,7 +264,7 @@ class PostgresPool(ConnectionPool[PooledConnection]):
                 self._discard(conn)
                 continue
             conn.checked_out_at = now
-            conn.used = False
+            conn.used = conn.session_changed = False
             self._in_use[id(conn)] = conn
             if self.leak_threshold > 0:
                 conn.checkout_stack = traceback.format_stack()[:-1]

@@ -106,18 +106,19 @@ def test_reliability_options() -> None:
     assert options.leak_detection_threshold == 30.0
     assert options.reconnect_timeout == 8.0
     assert options.shutdown_timeout == 2.0
-    assert options.reset_session is False and options.resets_session is False
+    assert options.reset_session == "never"
 
 
-def test_reset_session_defaults_follow_autocommit() -> None:
+def test_reset_session_modes() -> None:
     defaults = PostgresOptions()
     assert (defaults.validation_bypass, defaults.leak_detection_threshold) == (1.0, 0.0)
     assert (defaults.reconnect_timeout, defaults.shutdown_timeout) == (5.0, 5.0)
-    assert parse(connection__host="h").options.resets_session is True
-    autocommit = parse(connection__host="h", options__autocommit="yes").options
-    assert autocommit.resets_session is False
-    forced = parse(connection__host="h", options__autocommit="1", options__reset_session="on")
-    assert forced.options.resets_session is True
+    assert parse(connection__host="h").options.reset_session == "auto"
+    for given, mode in [("Always", "always"), ("never", "never"), ("true", "always"),
+                        ("off", "never"), (True, "always"), (" auto ", "auto")]:  # fmt: skip
+        assert (
+            parse(connection__host="h", options__reset_session=given).options.reset_session == mode
+        )
 
 
 def test_connect_timeout_zero_means_bounded_default() -> None:
@@ -303,7 +304,7 @@ def test_connections_must_agree_on_database() -> None:
         (
             {"connection.host": "h", "options.reset_session": "sometimes"},
             "options.reset_session",
-            "true or false",
+            "auto, always or never",
         ),
         (
             {"connection.host": "h", "options.idle_timeout": "nan"},

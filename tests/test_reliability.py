@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pip_services4_commons.errors import ConfigException, ConnectionException
 from pip_services4_components.config import ConfigParams
+from psycopg import sql
 from psycopg_pool import PoolClosed
 
 from pip_postgres import CheckoutTimeout, PostgresConnection, PostgresPool
@@ -254,13 +255,59 @@ def test_application_name_survives_reset(pg: Server) -> None:
         component.close(None)
 
 
-def test_autocommit_mode_resets_when_asked(pg: Server) -> None:
-    component = opened(pg, max_pool_size=1, autocommit="true", reset_session="true")
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SET statement_timeout = '4321ms'",
+        "select 1; set statement_timeout = '4321ms'",
+        "-- a comment\nSET statement_timeout TO 4321",
+        "SELECT set_config('statement_timeout', '4321', false)",
+    ],
+)
+@pytest.mark.parametrize("autocommit", ["false", "true"])
+def test_auto_reset_catches_the_ways_to_change_a_setting(
+    pg: Server, statement: str, autocommit: str
+) -> None:
+    component = opened(pg, max_pool_size=1, autocommit=autocommit)
     try:
         with component.connection() as conn:
-            conn.execute("SET statement_timeout = '4321ms'")
+            conn.execute(statement)
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("4321ms",)
         with component.connection() as conn:
             assert conn.execute("SHOW statement_timeout").fetchone() != ("4321ms",)
+    finally:
+        component.close(None)
+
+
+def test_composed_set_is_caught_by_its_command_status(single: PostgresConnection) -> None:
+    with single.connection() as conn:
+        conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier("work_mem"), "7MB"))
+    with single.connection() as conn:
+        assert conn.execute("SHOW work_mem").fetchone() != ("7MB",)
+
+
+def test_reset_always_catches_changes_inside_functions(pg: Server) -> None:
+    change = "DO $$ BEGIN PERFORM set_config('work_mem', '7MB', false); END $$"
+    component = opened(pg, max_pool_size=1, reset_session="always")
+    try:
+        with component.connection() as conn:
+            conn.execute(change)
+        with component.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone() != ("7MB",)
+    finally:
+        component.close(None)
+
+
+def test_reads_cost_no_reset(pg: Server) -> None:
+    # A plain query does not trigger RESET ALL: the setting made behind the tracker's back
+    # (straight through libpq) survives, which shows that no reset was sent.
+    component = opened(pg, max_pool_size=1)
+    try:
+        with component.connection() as conn:
+            conn.pgconn.exec_(b"SET work_mem = '7MB'")
+            conn.execute("SELECT 1")
+        with component.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)
     finally:
         component.close(None)
 
