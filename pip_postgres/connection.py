@@ -35,36 +35,33 @@ def _redact(text: str, secret: str | None) -> str:
 
 
 def _finish(conn: PooledConnection, success: bool, reset_mode: str) -> None:
-    """End a checkout: commit or roll back, and reset the session, in one round trip.
+    """End a checkout: commit or roll back, and reset the session if needed, in one round trip.
 
     :param reset_mode: ``options.reset_session``: ``auto``, ``always`` or ``never``.
     """
-    reset = conn.session_changed if reset_mode == "auto" else conn.used and reset_mode == "always"
     status = conn.pgconn.transaction_status
-    if status == _INTRANS:
-        end = "COMMIT" if success else "ROLLBACK"
-    elif status == _INERROR:
-        end = "ROLLBACK"
-    elif status == _IDLE:
-        end = ""
-    else:  # closed, broken, or in the middle of an operation: the pool deals with it
+    if status != _IDLE and status != _INTRANS and status != _INERROR:
+        return  # closed, broken, or in the middle of an operation: the pool deals with it
+    commit = success and status == _INTRANS
+    if not (conn.session_changed if reset_mode == "auto" else reset_mode == "always" and conn.used):
+        if commit:
+            conn.commit()
+        elif status != _IDLE:
+            conn.rollback()
         return
-    if reset:
-        statement = f"{end}; RESET ALL" if end else "RESET ALL"
-    elif end:
-        statement = end
-    else:
-        return
-    if end or conn.autocommit:
-        conn.execute(statement, prepare=False)
-    else:
+    if status == _IDLE:
+        if conn.autocommit:
+            conn.execute("RESET ALL", prepare=False)
+            return
         # Idle in transactional mode: a plain execute() would open a transaction first.
         conn.autocommit = True
         try:
-            conn.execute(statement, prepare=False)
+            conn.execute("RESET ALL", prepare=False)
         finally:
             if not conn.closed:
                 conn.autocommit = False
+        return
+    conn.execute("COMMIT; RESET ALL" if commit else "ROLLBACK; RESET ALL", prepare=False)
 
 
 class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):

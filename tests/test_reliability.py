@@ -517,3 +517,20 @@ def test_generated_configurations(
         finally:
             component.close(None)
     assert time.monotonic() - started < 30
+
+
+def test_idle_connections_are_served_last_in_first_out(pg: Server) -> None:
+    # Relies on psycopg_pool's idle queue; this fails if a psycopg_pool release changes it.
+    component = opened(pg, max_pool_size=3, min_pool_size=3)
+    try:
+        first, second = component.connection(), component.connection()
+        pid_first = first.__enter__().info.backend_pid
+        pid_second = second.__enter__().info.backend_pid
+        first.__exit__(None, None, None)
+        second.__exit__(None, None, None)
+        for _ in range(5):
+            with component.connection() as conn:
+                assert conn.info.backend_pid == pid_second
+        assert pid_first != pid_second
+    finally:
+        component.close(None)
