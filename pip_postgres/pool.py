@@ -214,6 +214,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         # test suite checks the order, so that a change there is noticed).
         self._pool = _LastInFirstOut(self._pool)
         self.validation_bypass = validation_bypass
+        # Connections returned before this moment are validated whatever their bypass window:
+        # one of them was found broken, so the others may have died with it.
+        self._suspect_before = 0.0
         self.leak_threshold = leak_threshold
         self._on_leak = on_leak
         # Connections checked out now, by id: for leak detection and shutdown.
@@ -270,14 +273,15 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             now = monotonic()
             if now - conn.created_at >= self.max_lifetime:
                 self._counters["connections_expired"] += 1
-                self._discard(conn)
+                self._discard(conn, broken=False)
                 continue
-            if now - conn.returned_at > self.validation_bypass and not self._alive(
-                conn, max(min(ping_budget, deadline - now), _MIN_PING_TIMEOUT)
-            ):
+            returned = conn.returned_at
+            if (
+                now - returned > self.validation_bypass or returned < self._suspect_before
+            ) and not self._alive(conn, max(min(ping_budget, deadline - now), _MIN_PING_TIMEOUT)):
                 self._counters["connections_broken"] += 1
                 silent += 1
-                self._discard(conn)
+                self._discard(conn, broken=True)
                 continue
             conn.checked_out_at = now
             conn.used = conn.session_changed = False
@@ -296,7 +300,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         conn.checkout_stack = None
         if not conn.closed:
             self._restore(conn)
-        conn.returned_at = monotonic()
+        conn.returned_at = now = monotonic()
+        if conn.broken or conn.closed:
+            self._suspect_before = now
         super().putconn(conn)
 
     def _restore(self, conn: PooledConnection) -> None:
@@ -333,7 +339,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         self._counters["connections_validated"] += 1
         return _ping(conn, timeout)
 
-    def _discard(self, conn: PooledConnection) -> None:
+    def _discard(self, conn: PooledConnection, broken: bool) -> None:
+        if broken:
+            self._suspect_before = monotonic()
         conn.close()
         # A closed connection given back is dropped, and a new one is made in the background.
         super().putconn(conn)

@@ -534,3 +534,24 @@ def test_idle_connections_are_served_last_in_first_out(pg: Server) -> None:
         assert pid_first != pid_second
     finally:
         component.close(None)
+
+
+@pytest.mark.slow
+def test_restart_within_the_bypass_window_costs_one_error_at_most(pg: Server) -> None:
+    # Within the window nothing is validated, so the first checkout after a restart may get
+    # a dead connection; its failure makes every other idle connection suspect, and they are
+    # validated before they are handed out.
+    if not isinstance(pg, EmbeddedPostgres):
+        pytest.skip("restarting needs the embedded server")
+    component = opened(pg, max_pool_size=4, min_pool_size=4, validation_bypass=600_000)
+    try:
+        fill(component, 4)
+        pg.restart()
+        errors = run_checkouts(component, 20)
+        stats = pool_of(component).get_stats()
+        report(errors=len(errors), broken=stats["connections_broken"])
+        assert len(errors) <= 1
+        assert all(isinstance(error, psycopg.OperationalError) for error in errors)
+        assert stats["connections_broken"] >= 2
+    finally:
+        component.close(None)
