@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["CheckoutTimeout", "Leak", "PooledConnection", "PostgresPool"]
 
 #: The least and the most time given to a validation round trip, in seconds. Within these
-#: bounds it gets a quarter of the checkout's timeout, so that a connection that does not
-#: answer (its network path silently dropped) leaves the checkout time to get another one.
+#: bounds it gets a quarter of the checkout's timeout (and no more than is left of it), so
+#: that a connection that does not answer (its network path silently dropped) leaves the
+#: checkout time to get another one.
 _MIN_PING_TIMEOUT = 0.05
 _MAX_PING_TIMEOUT = 2.0
 
@@ -262,27 +263,26 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
         wait = self.timeout if timeout is None else timeout
-        deadline = monotonic() + wait
-        ping_budget = min(max(wait / 4, _MIN_PING_TIMEOUT), _MAX_PING_TIMEOUT)
-        silent = 0
+        start = monotonic()
+        remaining = wait
+        broken = 0
         while True:
             try:
-                conn = super().getconn(deadline - monotonic())
+                conn = super().getconn(remaining)
             except PoolTimeout:
-                raise self._timeout_error(wait, silent) from None
+                raise self._timeout_error(wait, broken) from None
             now = monotonic()
-            if now - conn.created_at >= self.max_lifetime:
-                self._counters["connections_expired"] += 1
-                self._discard(conn, broken=False)
-                continue
             returned = conn.returned_at
-            if (
-                now - returned > self.validation_bypass or returned < self._suspect_before
-            ) and not self._alive(conn, max(min(ping_budget, deadline - now), _MIN_PING_TIMEOUT)):
-                self._counters["connections_broken"] += 1
-                silent += 1
-                self._discard(conn, broken=True)
-                continue
+            if not (
+                now - returned <= self.validation_bypass
+                and returned >= self._suspect_before
+                and now - conn.created_at < self.max_lifetime
+            ):
+                problem = self._vet(conn, now, min(wait / 4, start + wait - now))
+                if problem is not None:
+                    broken += problem == "connections_broken"
+                    remaining = start + wait - monotonic()
+                    continue
             conn.checked_out_at = now
             conn.used = conn.session_changed = False
             self._in_use[id(conn)] = conn
@@ -291,18 +291,39 @@ class PostgresPool(ConnectionPool[PooledConnection]):
                 conn.leak_reported = False
             return conn
 
+    def _vet(self, conn: PooledConnection, now: float, ping_time: float) -> str | None:
+        """Check a connection that is old, or idle past the bypass window, or suspect.
+
+        :param ping_time: the time the validation round trip may take, in seconds, before the
+            bounds ``_MIN_PING_TIMEOUT`` and ``_MAX_PING_TIMEOUT`` apply.
+        :return: ``None`` if it may be handed out; else the counter of why it was discarded.
+        """
+        if now - conn.created_at >= self.max_lifetime:
+            problem = "connections_expired"
+        elif self._alive(conn, min(max(ping_time, _MIN_PING_TIMEOUT), _MAX_PING_TIMEOUT)):
+            return None
+        else:
+            problem = "connections_broken"
+            self._suspect_before = monotonic()
+        self._counters[problem] += 1
+        conn.close()
+        # A closed connection given back is dropped, and a new one is made in the background.
+        super().putconn(conn)
+        return problem
+
     def putconn(self, conn: PooledConnection) -> None:
         """Return a connection: restore the attributes its holder changed, then hand it back.
 
         :param conn: a connection checked out of this pool.
         """
         self._in_use.pop(id(conn), None)
-        conn.checkout_stack = None
-        if not conn.closed:
-            self._restore(conn)
+        if conn.checkout_stack is not None:
+            conn.checkout_stack = None
         conn.returned_at = now = monotonic()
         if conn.broken or conn.closed:
             self._suspect_before = now
+        else:
+            self._restore(conn)
         super().putconn(conn)
 
     def _restore(self, conn: PooledConnection) -> None:
@@ -338,13 +359,6 @@ class PostgresPool(ConnectionPool[PooledConnection]):
     def _alive(self, conn: PooledConnection, timeout: float) -> bool:
         self._counters["connections_validated"] += 1
         return _ping(conn, timeout)
-
-    def _discard(self, conn: PooledConnection, broken: bool) -> None:
-        if broken:
-            self._suspect_before = monotonic()
-        conn.close()
-        # A closed connection given back is dropped, and a new one is made in the background.
-        super().putconn(conn)
 
     def _timeout_error(self, waited: float, broken: int) -> CheckoutTimeout:
         stats = self.get_stats()

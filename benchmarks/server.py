@@ -1,0 +1,118 @@
+"""The PostgreSQL server the benchmark runs against, and how each contender reaches it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+from pip_services4_components.config import ConfigParams
+
+from pip_postgres.embedded import ENV_VAR, EmbeddedPostgres, ExternalPostgres, server_for_tests
+
+Server = EmbeddedPostgres | ExternalPostgres
+
+#: Environment variable that hands the target to child processes (it holds the password).
+TARGET_ENV = "PIP_POSTGRES_BENCH_TARGET"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the server is and who to connect as: the same for every contender."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None
+    database: str
+    conninfo: str
+
+    @classmethod
+    def of(cls, server: Server) -> Target:
+        """The target for ``server``."""
+        return cls(
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            database=server.database,
+            conninfo=server.conninfo(),
+        )
+
+    def pip_config(self, **options: Any) -> ConfigParams:
+        """A Pip.Services configuration (``connection.*``, ``credential.*``, ``options.*``).
+
+        :param options: ``options.`` keys without the prefix, e.g. ``max_pool_size=8``.
+        """
+        values: dict[str, Any] = {
+            "connection.host": self.host,
+            "connection.port": self.port,
+            "connection.database": self.database,
+            "credential.username": self.user,
+        }
+        if self.password is not None:
+            values["credential.password"] = self.password
+        values.update({f"options.{key}": value for key, value in options.items()})
+        return ConfigParams.from_value(values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment for a child process that must reach the server."""
+        return {**os.environ, TARGET_ENV: json.dumps(asdict(self))}
+
+    @classmethod
+    def from_env(cls) -> Target:
+        """The target handed over by :meth:`to_env`."""
+        return cls(**json.loads(os.environ[TARGET_ENV]))
+
+
+def start_server() -> Server:
+    """The server named by ``PIP_POSTGRES_TEST_URI``, or a new embedded one.
+
+    The caller stops an embedded server.
+    """
+    return server_for_tests()
+
+
+def describe_server(server: Server) -> str:
+    """E.g. ``embedded PostgreSQL 18.1 on 127.0.0.1`` (no port, no password)."""
+    with psycopg.connect(server.conninfo(connect_timeout=10)) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+    kind = "embedded" if server.is_embedded else f"external ({ENV_VAR})"
+    return f"{kind} PostgreSQL {version[0] if version else '?'} on {server.host}"
+
+
+def pin(server: Server, cpu: int | None) -> str:
+    """Run this process and the embedded server's processes on CPU ``cpu`` only.
+
+    Then a round trip costs CPU time and two context switches, always: on a virtual machine a
+    round trip between processes on two CPUs also waits for the idle CPU to wake up, which
+    costs tens of µs or nothing, depending on where the scheduler happened to put the server
+    process of each connection. Call it again after a restart (a new postmaster). Threads
+    started later inherit the setting; so do the server's new processes.
+
+    :param cpu: the CPU, or ``None`` not to pin.
+    :return: a description of what was done, for the report.
+    """
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return "not pinned: the scheduler placed the client and the server processes"
+    os.sched_setaffinity(0, {cpu})
+    if not server.is_embedded:
+        return f"the benchmark pinned to CPU {cpu}; the existing server not pinned"
+    import psutil
+
+    pid_file = server.data_dir / "postmaster.pid"  # type: ignore[union-attr]
+    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+    for process in [postmaster, *postmaster.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a process that just exited
+            process.cpu_affinity([cpu])
+    return f"the benchmark and every server process pinned to CPU {cpu}"
+
+
+def default_cpu() -> int | None:
+    """The last CPU this process may run on (``None`` where affinity is not supported)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return max(os.sched_getaffinity(0))

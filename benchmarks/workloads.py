@@ -1,0 +1,554 @@
+"""The workloads W1 to W5, each run as interleaved rounds.
+
+A *cell* is one contender in one variant (a mode, a thread count). Every round runs one block
+of every cell, in an order rotated by one cell per round, so that the machine's drift hits all
+contenders alike. A table shows, per cell, the median over the rounds, and the median over the
+rounds of the ratio of the contender's block to ours *in the same round*.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from time import perf_counter
+
+from . import stats
+from .contenders import CONTENDERS, OURS, Session
+from .server import Server, Target
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to measure: rounds per workload and the length of one block."""
+
+    pool_size: int = 8
+    threads: int = 16
+    warmup: float = 0.4
+    w1_rounds: int = 51
+    w1_block: float = 0.1
+    w2_rounds: int = 25
+    w2_block: float = 0.25
+    w3_rounds: int = 25
+    w3_block: float = 0.25
+    w4_rounds: int = 11
+    w5_rounds: int = 3
+    w5_idle: float = 2.0
+    memory_rounds: int = 5
+    memory_sizes: tuple[int, int] = (8, 40)
+
+
+FULL = Settings()
+QUICK = Settings(
+    warmup=0.1,
+    w1_rounds=3,
+    w1_block=0.08,
+    w2_rounds=3,
+    w2_block=0.15,
+    w3_rounds=5,
+    w3_block=0.05,
+    w4_rounds=2,
+    w5_rounds=1,
+    memory_rounds=1,
+    memory_sizes=(4, 12),
+)
+
+
+@dataclass
+class Table:
+    """One table of the report: a header, rows of formatted cells, and notes."""
+
+    id: str
+    title: str
+    what: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: Per-round values by cell name ("variant/contender"), for the targets.
+    series: dict[str, list[float]] = field(default_factory=dict)
+
+
+Log = Callable[[str], None]
+
+
+def rotated(items: Sequence[str], shift: int) -> list[str]:
+    """``items`` rotated left by ``shift``."""
+    k = shift % len(items) if items else 0
+    return [*items[k:], *items[:k]]
+
+
+def paired_ratio(values: Sequence[float], ours: Sequence[float]) -> float:
+    """Median over the rounds of ``values[r] / ours[r]``."""
+    return stats.median([a / b for a, b in zip(values, ours, strict=True) if b])
+
+
+def interleave(
+    blocks: dict[str, Callable[[], float]], rounds: int, log: Log, what: str
+) -> dict[str, list[float]]:
+    """Run every block once per round, in a rotated order; the values by cell name."""
+    names = list(blocks)
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for number in range(rounds):
+        for name in rotated(names, number):
+            values[name].append(blocks[name]())
+        log(f"  {what}: round {number + 1}/{rounds}")
+    return values
+
+
+def time_block(op: Callable[[], None], count: int) -> float:
+    """Seconds per call of ``op`` over ``count`` calls (the mean)."""
+    gc.collect()
+    start = perf_counter()
+    for _ in range(count):
+        op()
+    return (perf_counter() - start) / count
+
+
+def median_block(op: Callable[[], None], count: int) -> float:
+    """The median time of one call of ``op``, over ``count`` calls timed one by one."""
+    gc.collect()
+    times = [0.0] * count
+    clock = perf_counter
+    for index in range(count):
+        start = clock()
+        op()
+        times[index] = clock() - start
+    return stats.median(times)
+
+
+def calibrate(op: Callable[[], None], warmup: float, block: float, least: int = 5) -> int:
+    """Warm ``op`` up for ``warmup`` s; return how many calls make a block of ``block`` s."""
+    calls, start = 0, perf_counter()
+    while calls < 3 or perf_counter() - start < warmup:
+        op()
+        calls += 1
+    each = (perf_counter() - start) / calls
+    return max(least, round(block / each))
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    """A number for a table: ``inf`` as a dash, large ones without decimals."""
+    if math.isinf(value) or math.isnan(value):
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def fmt_spread(values: Sequence[float]) -> str:
+    """``±x %``: half the interquartile range over the rounds, relative to the median."""
+    return f"±{100 * stats.relative_spread(values):.1f} %"
+
+
+def ratio_cell(name: str, series: dict[str, list[float]], ours: str) -> str:
+    """The ratio column: ``1.00`` for ours, else the median paired ratio."""
+    if name == ours:
+        return "1.00"
+    value = paired_ratio(series[name], series[ours])
+    return fmt(value, 2 if abs(value) < 10 else 1)
+
+
+# -- W1 and W3: one thread --------------------------------------------------------------------
+
+
+def w1(target: Target, settings: Settings, log: Log) -> Table:
+    """W1: one thread, checkout + ``SELECT 1`` + return, transactional and autocommit."""
+    keys = ["held", "psycopg_pool", OURS, "published", "new"]
+    modes = {"transactional": False, "autocommit": True}
+    sessions: dict[str, Session] = {}
+    blocks: dict[str, Callable[[], float]] = {}
+    try:
+        for mode, autocommit in modes.items():
+            for key in keys:
+                name = f"{mode}/{key}"
+                session = CONTENDERS[key].open(target, settings.pool_size, autocommit)
+                sessions[name] = session
+                count = calibrate(session.request, settings.warmup, settings.w1_block)
+                blocks[name] = _median_block(session.request, count)
+        log(f"W1: {len(blocks)} cells, {settings.w1_rounds} rounds")
+        series = interleave(blocks, settings.w1_rounds, log, "W1")
+    finally:
+        for session in sessions.values():
+            session.close()
+    series = {name: [v * 1e6 for v in values] for name, values in series.items()}
+    table = Table(
+        "W1",
+        "W1: one thread, checkout + SELECT 1 + return",
+        "One thread makes requests one after the other, each a checkout, ``SELECT 1`` with "
+        "its row read, and the return of the connection; psycopg's default transactional "
+        "mode (the request commits) and autocommit mode. Pools of 8. Each request is timed "
+        "on its own; a block's value is its median request, so that a burst of load on the "
+        "machine moves it less than it moves a mean.",
+        [
+            "transactional µs/request",
+            "÷ ours",
+            "autocommit µs/request",
+            "÷ ours",
+        ],
+        series=series,
+    )
+    for key in keys:
+        row = [CONTENDERS[key].label]
+        for mode in modes:
+            name = f"{mode}/{key}"
+            values = series[name]
+            row += [
+                f"{fmt(stats.median(values))} {fmt_spread(values)}",
+                ratio_cell(name, series, f"{mode}/{OURS}"),
+            ]
+        table.rows.append(row)
+    return table
+
+
+def w3(target: Target, settings: Settings, log: Log) -> Table:
+    """W3: checkout + return with no query: the pool's own overhead."""
+    keys = ["psycopg_pool", OURS, "published", "new"]
+    sessions: dict[str, Session] = {}
+    blocks: dict[str, Callable[[], float]] = {}
+    try:
+        for key in keys:
+            session = CONTENDERS[key].open(target, settings.pool_size, False)
+            sessions[key] = session
+            count = calibrate(session.checkout, settings.warmup, settings.w3_block)
+            blocks[key] = _block(session.checkout, count)
+        log(f"W3: {len(blocks)} cells, {settings.w3_rounds} rounds")
+        series = interleave(blocks, settings.w3_rounds, log, "W3")
+    finally:
+        for session in sessions.values():
+            session.close()
+    series = {name: [v * 1e6 for v in values] for name, values in series.items()}
+    table = Table(
+        "W3",
+        "W3: checkout + return, no query",
+        "One thread checks a connection out and returns it, with no query: what the pool "
+        "itself costs. For the psycopg_pool and ours, the ``with`` block as in W1 (nothing to "
+        "commit: no round trip); for the published component ``putconn(getconn())``; without "
+        "a pool, ``psycopg.connect(conninfo).close()``. A held connection has no checkout.",
+        ["µs/checkout", "÷ ours"],
+        series=series,
+    )
+    for key in keys:
+        values = series[key]
+        table.rows.append(
+            [
+                CONTENDERS[key].label,
+                f"{fmt(stats.median(values), 2)} {fmt_spread(values)}",
+                ratio_cell(key, series, OURS),
+            ]
+        )
+    return table
+
+
+def _block(op: Callable[[], None], count: int) -> Callable[[], float]:
+    return lambda: time_block(op, count)
+
+
+def _median_block(op: Callable[[], None], count: int) -> Callable[[], float]:
+    return lambda: median_block(op, count)
+
+
+# -- W2: 16 threads on a pool of 8 ------------------------------------------------------------
+
+
+@dataclass
+class _Concurrent:
+    throughput: float
+    waits: list[float]
+    refused: int
+    attempts: int
+
+
+def _run_threads(session: Session, threads: int, per_thread: int) -> _Concurrent:
+    workers = [session.worker(index) for index in range(threads)]
+    waits: list[list[float]] = [[] for _ in range(threads)]
+    refused = [0] * threads
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads + 1)
+
+    def body(index: int) -> None:
+        run, mine = workers[index], waits[index]
+        barrier.wait()
+        try:
+            for _ in range(per_thread):
+                waited = run()
+                if waited is None:
+                    refused[index] += 1
+                else:
+                    mine.append(waited)
+        except BaseException as error:
+            errors.append(error)
+
+    pool = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    gc.collect()
+    barrier.wait()
+    start = perf_counter()
+    for thread in pool:
+        thread.join()
+    elapsed = perf_counter() - start
+    if errors:
+        raise errors[0]
+    flat = [w for mine in waits for w in mine]
+    return _Concurrent(len(flat) / elapsed, flat, sum(refused), threads * per_thread)
+
+
+def w2(target: Target, settings: Settings, log: Log) -> list[Table]:
+    """W2: 16 threads on a pool of 8 (and 8 on 8): throughput and checkout waits."""
+    size, many = settings.pool_size, settings.threads
+    cells = [(many, key) for key in ("held", "psycopg_pool", OURS, "published", "new")]
+    cells += [(size, key) for key in ("psycopg_pool", OURS, "published")]
+    results: dict[str, list[_Concurrent]] = {}
+    sessions: dict[str, Session] = {}
+    blocks: dict[str, Callable[[], float]] = {}
+    try:
+        for threads, key in cells:
+            name = f"{threads}/{key}"
+            session = CONTENDERS[key].open(target, size, False)
+            sessions[name] = session
+            per_thread = _calibrate_threads(session, threads, settings)
+            results[name] = []
+            blocks[name] = _concurrent_block(session, threads, per_thread, results[name])
+        log(f"W2: {len(blocks)} cells, {settings.w2_rounds} rounds")
+        interleave(blocks, settings.w2_rounds, log, "W2")
+    finally:
+        for session in sessions.values():
+            session.close()
+    tables = []
+    for threads in (many, size):
+        keys = [key for t, key in cells if t == threads]
+        series = {key: [r.throughput for r in results[f"{threads}/{key}"]] for key in keys}
+        table = Table(
+            f"W2-{threads}",
+            f"W2: {threads} threads on a pool of {size}",
+            f"{threads} threads make requests as in W1 (transactional) for the same time, on "
+            f"one shared pool of {size}. Requests/s counts the requests that succeeded; the "
+            "checkout wait is the time from asking for a connection to having it, per request "
+            "(p50 and p99 within a round, then the median over the rounds).",
+            ["requests/s", "÷ ours", "wait p50 µs", "wait p99 µs", "refused"],
+            series=series,
+        )
+        for key in keys:
+            rounds = results[f"{threads}/{key}"]
+            p50 = stats.median([_pct(r.waits, 50) for r in rounds])
+            p99 = stats.median([_pct(r.waits, 99) for r in rounds])
+            refused = sum(r.refused for r in rounds) / max(1, sum(r.attempts for r in rounds))
+            no_wait = key == "held"
+            table.rows.append(
+                [
+                    CONTENDERS[key].label,
+                    f"{fmt(stats.median(series[key]), 0)} {fmt_spread(series[key])}",
+                    ratio_cell(key, series, OURS),
+                    "—" if no_wait else fmt(p50 * 1e6),
+                    "—" if no_wait else fmt(p99 * 1e6),
+                    f"{100 * refused:.1f} %" if refused else "0",
+                ]
+            )
+        if threads == many:
+            table.notes.append(
+                f"The held connections are {threads} connections, one per thread, no pool: "
+                "a floor with no waiting. For a new connection per request the wait is the "
+                "time to connect."
+            )
+        published = [w for r in results[f"{threads}/published"] for w in r.waits]
+        slow = sum(1 for w in published if w > 0.001) / max(1, len(published))
+        table.notes.append(
+            "pip-services4-postgres does not wait when its pool is exhausted: ``getconn()`` "
+            "raises ``PoolError`` (counted as refused, and the thread goes on with its next "
+            "request). Its pool also keeps one idle connection only: a connection returned "
+            "while another one is idle is closed, and a later checkout connects anew (here "
+            f"{100 * slow:.1f} % of its checkouts took over 1 ms). How often that happens "
+            "depends on the threads' timing, so its numbers vary more from run to run."
+        )
+        tables.append(table)
+    return tables
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    return stats.percentile(values, q) if values else math.nan
+
+
+def _concurrent_block(
+    session: Session, threads: int, per_thread: int, sink: list[_Concurrent]
+) -> Callable[[], float]:
+    def block() -> float:
+        result = _run_threads(session, threads, per_thread)
+        sink.append(result)
+        return result.throughput
+
+    return block
+
+
+def _calibrate_threads(session: Session, threads: int, settings: Settings) -> int:
+    per_thread = 4
+    while True:
+        start = perf_counter()
+        _run_threads(session, threads, per_thread)
+        elapsed = perf_counter() - start
+        if elapsed >= settings.warmup / 4 or per_thread >= 100_000:
+            break
+        per_thread *= 4
+    return max(4, round(per_thread * settings.w2_block / elapsed))
+
+
+# -- W4: cold open to the first query answered ------------------------------------------------
+
+
+def w4(target: Target, settings: Settings, log: Log) -> Table:
+    """W4: from nothing to the first ``SELECT 1`` answered (open not waited for if optional)."""
+    size = settings.pool_size
+    variants: dict[str, tuple[str, dict[str, int | bool]]] = {
+        "held": ("held", {}),
+        "psycopg_pool": ("psycopg_pool", {"wait": False}),
+        OURS: (OURS, {}),
+        "ours-min1": (OURS, {"min_size": 1}),
+        "published": ("published", {}),
+    }
+    labels = {name: CONTENDERS[key].label for name, (key, _) in variants.items()}
+    labels["ours-min1"] = "pip_postgres, min_pool_size=1"
+
+    def cold(name: str) -> float:
+        key, kwargs = variants[name]
+        gc.collect()
+        start = perf_counter()
+        session = CONTENDERS[key].open(target, size, False, **kwargs)
+        try:
+            session.request()
+            return perf_counter() - start
+        finally:
+            session.close()
+
+    for name in variants:  # warm-up: imports, first connections
+        cold(name)
+    blocks: dict[str, Callable[[], float]] = {
+        name: (lambda name=name: cold(name))  # type: ignore[misc]
+        for name in variants
+    }
+    log(f"W4: {len(blocks)} cells, {settings.w4_rounds} rounds")
+    series = interleave(blocks, settings.w4_rounds, log, "W4")
+    series = {name: [v * 1e3 for v in values] for name, values in series.items()}
+    table = Table(
+        "W4",
+        "W4: cold open to the first query answered",
+        "From nothing to the first ``SELECT 1`` answered: connect (held connection); "
+        "``ConnectionPool(..., open=True)`` then a checkout, which waits for the first "
+        "connection only; ``configure()`` + ``open()`` then a checkout (ours proves the "
+        "server with a first connection, then waits until the pool holds ``min_pool_size`` "
+        "connections); the published ``configure()`` + ``open()`` (one connection and a "
+        "``SET``) then a checkout. Pools of 8, closed after each measure (not timed).",
+        ["ms", "÷ ours"],
+        series=series,
+    )
+    for name in variants:
+        values = series[name]
+        table.rows.append(
+            [labels[name], f"{fmt(stats.median(values), 2)} {fmt_spread(values)}",
+             ratio_cell(name, series, OURS)]
+        )  # fmt: skip
+    return table
+
+
+# -- W5: server restart to the first successful checkout --------------------------------------
+
+#: How long W5 waits for a contender to recover before it gives up, in seconds.
+RECOVERY_LIMIT = 30.0
+
+
+def w5(
+    server: Server,
+    target: Target,
+    settings: Settings,
+    log: Log,
+    after_restart: Callable[[], object] = lambda: None,
+) -> Table:
+    """W5: from a server restart to the first successful request, and the errors before it."""
+    keys = ["held", "psycopg_pool", OURS, "published", "new"]
+    idle = settings.w5_idle
+    variants = {"busy": 0.05, "idle": idle}
+    table = Table(
+        "W5",
+        "W5: server restart to the first successful checkout",
+        "A warm session (pool open, requests made) sees the server restart (``pg_ctl stop "
+        "-m fast`` then ``start``: the server closes every connection), either 50 ms after "
+        f"its last request (*busy*) or {idle:g} s after it (*idle*). From the moment the "
+        "server accepts connections again, the application retries its request (checkout + "
+        "``SELECT 1`` + return) at once after each error until one succeeds. The held "
+        "connection reconnects after an error. One restart per contender and variant per "
+        "round.",
+        [
+            "busy: ms to success",
+            "÷ ours",
+            "errors",
+            f"idle {idle:g} s: ms to success",
+            "÷ ours",
+            "errors",
+        ],
+    )
+    if not server.is_embedded:
+        table.notes.append(
+            "Skipped: the server is an existing one (``PIP_POSTGRES_TEST_URI``), which the "
+            "benchmark cannot restart."
+        )
+        return table
+    restart = server.restart
+    errors: dict[str, list[int]] = {}
+    restarts: list[float] = []
+
+    def measure(key: str, pause: float, name: str) -> float:
+        session = CONTENDERS[key].open(target, settings.pool_size, False)
+        try:
+            for _ in range(settings.pool_size):
+                session.request()
+            time.sleep(pause)
+            start = perf_counter()
+            restart()
+            restarts.append(perf_counter() - start)
+            after_restart()  # not timed: pins the new server processes
+            failures, start = 0, perf_counter()
+            deadline = start + RECOVERY_LIMIT
+            while True:
+                try:
+                    session.recovering_request()
+                    break
+                except Exception:
+                    failures += 1
+                    if perf_counter() > deadline:
+                        errors.setdefault(name, []).append(failures)
+                        return math.inf
+            elapsed = perf_counter() - start
+            errors.setdefault(name, []).append(failures)
+            return elapsed
+        finally:
+            session.close()
+
+    blocks: dict[str, Callable[[], float]] = {
+        f"{variant}/{key}": (
+            lambda key=key, pause=pause, name=f"{variant}/{key}": measure(key, pause, name)  # type: ignore[misc]
+        )
+        for variant, pause in variants.items()
+        for key in keys
+    }
+    log(f"W5: {len(blocks)} cells, {settings.w5_rounds} rounds (one restart each)")
+    series = interleave(blocks, settings.w5_rounds, log, "W5")
+    times = {name: [v * 1e3 for v in values] for name, values in series.items()}
+    table.series = times
+    for key in keys:
+        row = [CONTENDERS[key].label]
+        for variant in variants:
+            name = f"{variant}/{key}"
+            row += [
+                fmt(stats.median(times[name]), 2),
+                ratio_cell(name, times, f"{variant}/{OURS}"),
+                fmt(stats.median([float(e) for e in errors[name]]), 0),
+            ]
+        table.rows.append(row)
+    table.notes.append(
+        f"A restart itself took {fmt(stats.median(restarts) * 1e3, 0)} ms (median, not "
+        "counted). Errors are requests that raised before the first success: each is an error "
+        "an application would have to handle or show. Medians over "
+        f"{settings.w5_rounds} round(s)."
+    )
+    return table
