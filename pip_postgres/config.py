@@ -359,7 +359,7 @@ def _parse_uri(uri: str, key: str, secrets: Sequence[str]) -> dict[str, str]:
     try:
         params = conninfo_to_dict(uri)
     except psycopg.Error as error:
-        message = _redact(str(error).strip(), secrets)
+        message = redact(str(error).strip(), secrets)
         raise _error(
             "BAD_URI",
             key,
@@ -375,7 +375,8 @@ def _uri_secrets(uri: str) -> list[str]:
     return [secret.strip("'") for secret in found if secret]
 
 
-def _redact(text: str, secrets: Sequence[str]) -> str:
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace every non-empty secret in ``text`` with ``***``."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")

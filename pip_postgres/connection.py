@@ -19,7 +19,7 @@ from pip_services4_components.run import IOpenable
 from pip_services4_observability.log import CompositeLogger
 from psycopg import pq
 
-from .config import PostgresConfig, PostgresOptions
+from .config import PostgresConfig, PostgresOptions, redact
 from .pool import Leak, PooledConnection, PostgresPool
 from .resolver import PostgresConnectionResolver
 
@@ -28,10 +28,6 @@ __all__ = ["PostgresConnection"]
 _IDLE = pq.TransactionStatus.IDLE
 _INTRANS = pq.TransactionStatus.INTRANS
 _INERROR = pq.TransactionStatus.INERROR
-
-
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
 
 
 def _finish(conn: PooledConnection, success: bool, reset_mode: str) -> None:
@@ -50,16 +46,14 @@ def _finish(conn: PooledConnection, success: bool, reset_mode: str) -> None:
             conn.rollback()
         return
     if status == _IDLE:
-        if conn.autocommit:
-            conn.execute("RESET ALL", prepare=False)
-            return
-        # Idle in transactional mode: a plain execute() would open a transaction first.
+        # In transactional mode a plain execute() would open a transaction first.
+        autocommit = conn.autocommit
         conn.autocommit = True
         try:
             conn.execute("RESET ALL", prepare=False)
         finally:
             if not conn.closed:
-                conn.autocommit = False
+                conn.autocommit = autocommit
         return
     conn.execute("COMMIT; RESET ALL" if commit else "ROLLBACK; RESET ALL", prepare=False)
 
@@ -233,7 +227,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
     def _connect_failed(
         self, context: IContext | None, config: PostgresConfig, error: Exception
     ) -> ConnectionException:
-        reason = _redact(str(error).strip() or type(error).__name__, config.password)
+        reason = redact(str(error).strip() or type(error).__name__, [config.password or ""])
         message = f"Could not connect to PostgreSQL at {config.describe()}: {reason}"
         exception = ConnectionException(
             ContextResolver.get_trace_id(context), "CONNECT_FAILED", message
