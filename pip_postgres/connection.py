@@ -264,7 +264,6 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             max_waiting=options.max_waiting,
             reconnect_timeout=options.reconnect_timeout,
             name=f"pip_postgres-{config.describe()}",
-            open=False,
         )
 
     def close(self, context: IContext | None) -> None:

@@ -190,6 +190,7 @@ class PostgresPool(ConnectionPool[PooledConnection]):
     :param leak_threshold: seconds after which a connection still checked out is reported to
         ``on_leak``, once; 0 turns leak detection off (and the stack is not recorded).
     :param on_leak: called, from a background thread, with each :class:`Leak`.
+    :param open: open the pool now (see :meth:`open`); default ``False``.
     :param pool_kwargs: passed on to :class:`psycopg_pool.ConnectionPool` (sizes, timeouts).
     """
 
@@ -201,6 +202,7 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         validation_bypass: float,
         leak_threshold: float = 0.0,
         on_leak: Callable[[Leak], None] | None = None,
+        open: bool = False,
         **pool_kwargs: Any,
     ) -> None:
         self._connect_state = _ConnectState()
@@ -209,6 +211,7 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             conninfo,
             connection_class=PooledConnection,
             kwargs={**kwargs, "connect_state": self._connect_state},
+            open=False,
             **pool_kwargs,
         )
         # psycopg_pool keeps its idle connections in this deque (psycopg_pool 3.2 and 3.3; the
@@ -230,6 +233,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             "connections_expired": 0,
             "leaks_reported": 0,
         }
+        if open:
+            self.open()
 
     @property
     def last_connect_error(self) -> str | None:
