@@ -190,7 +190,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
     :param leak_threshold: seconds after which a connection still checked out is reported to
         ``on_leak``, once; 0 turns leak detection off (and the stack is not recorded).
     :param on_leak: called, from a background thread, with each :class:`Leak`.
-    :param open: open the pool now (see :meth:`open`); default ``False``.
+    :param open: open the pool now (see :meth:`psycopg_pool.ConnectionPool.open`); default
+        ``False``.
     :param pool_kwargs: passed on to :class:`psycopg_pool.ConnectionPool` (sizes, timeouts).
     """
 
