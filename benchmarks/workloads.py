@@ -12,7 +12,8 @@ import gc
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
 
@@ -154,25 +155,37 @@ def ratio_cell(name: str, series: dict[str, list[float]], ours: str) -> str:
 # -- W1 and W3: one thread --------------------------------------------------------------------
 
 
+@contextmanager
+def open_sessions(
+    target: Target, size: int, cells: dict[str, tuple[str, bool]]
+) -> Iterator[dict[str, Session]]:
+    """Open a session per cell (name: (contender key, autocommit)); close them all on exit."""
+    sessions: dict[str, Session] = {}
+    try:
+        for name, (key, autocommit) in cells.items():
+            sessions[name] = CONTENDERS[key].open(target, size, autocommit)
+        yield sessions
+    finally:
+        for session in sessions.values():
+            session.close()
+
+
 def w1(target: Target, settings: Settings, log: Log) -> Table:
     """W1: one thread, checkout + ``SELECT 1`` + return, transactional and autocommit."""
     keys = ["held", "psycopg_pool", OURS, "published", "new"]
     modes = {"transactional": False, "autocommit": True}
-    sessions: dict[str, Session] = {}
-    blocks: dict[str, Callable[[], float]] = {}
-    try:
-        for mode, autocommit in modes.items():
-            for key in keys:
-                name = f"{mode}/{key}"
-                session = CONTENDERS[key].open(target, settings.pool_size, autocommit)
-                sessions[name] = session
-                count = calibrate(session.request, settings.warmup, settings.w1_block)
-                blocks[name] = _median_block(session.request, count)
+    cells = {
+        f"{mode}/{key}": (key, autocommit) for mode, autocommit in modes.items() for key in keys
+    }
+    with open_sessions(target, settings.pool_size, cells) as sessions:
+        blocks = {
+            name: _median_block(
+                session.request, calibrate(session.request, settings.warmup, settings.w1_block)
+            )
+            for name, session in sessions.items()
+        }
         log(f"W1: {len(blocks)} cells, {settings.w1_rounds} rounds")
         series = interleave(blocks, settings.w1_rounds, log, "W1")
-    finally:
-        for session in sessions.values():
-            session.close()
     series = {name: [v * 1e6 for v in values] for name, values in series.items()}
     table = Table(
         "W1",
@@ -206,19 +219,15 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
 def w3(target: Target, settings: Settings, log: Log) -> Table:
     """W3: checkout + return with no query: the pool's own overhead."""
     keys = ["psycopg_pool", OURS, "published", "new"]
-    sessions: dict[str, Session] = {}
-    blocks: dict[str, Callable[[], float]] = {}
-    try:
-        for key in keys:
-            session = CONTENDERS[key].open(target, settings.pool_size, False)
-            sessions[key] = session
-            count = calibrate(session.checkout, settings.warmup, settings.w3_block)
-            blocks[key] = _block(session.checkout, count)
+    with open_sessions(target, settings.pool_size, {key: (key, False) for key in keys}) as sessions:
+        blocks = {
+            key: _block(
+                session.checkout, calibrate(session.checkout, settings.warmup, settings.w3_block)
+            )
+            for key, session in sessions.items()
+        }
         log(f"W3: {len(blocks)} cells, {settings.w3_rounds} rounds")
         series = interleave(blocks, settings.w3_rounds, log, "W3")
-    finally:
-        for session in sessions.values():
-            session.close()
     series = {name: [v * 1e6 for v in values] for name, values in series.items()}
     table = Table(
         "W3",
@@ -302,21 +311,16 @@ def w2(target: Target, settings: Settings, log: Log) -> list[Table]:
     cells = [(many, key) for key in ("held", "psycopg_pool", OURS, "published", "new")]
     cells += [(size, key) for key in ("psycopg_pool", OURS, "published")]
     results: dict[str, list[_Concurrent]] = {}
-    sessions: dict[str, Session] = {}
     blocks: dict[str, Callable[[], float]] = {}
-    try:
-        for threads, key in cells:
-            name = f"{threads}/{key}"
-            session = CONTENDERS[key].open(target, size, False)
-            sessions[name] = session
+    named = {f"{threads}/{key}": (key, False) for threads, key in cells}
+    with open_sessions(target, size, named) as sessions:
+        for name, session in sessions.items():
+            threads = int(name.split("/")[0])
             per_thread = _calibrate_threads(session, threads, settings)
             results[name] = []
             blocks[name] = _concurrent_block(session, threads, per_thread, results[name])
         log(f"W2: {len(blocks)} cells, {settings.w2_rounds} rounds")
         interleave(blocks, settings.w2_rounds, log, "W2")
-    finally:
-        for session in sessions.values():
-            session.close()
     tables = []
     for threads in (many, size):
         keys = [key for t, key in cells if t == threads]
