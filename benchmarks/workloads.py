@@ -170,6 +170,31 @@ def open_sessions(
             session.close()
 
 
+def timed_cells(
+    target: Target,
+    settings: Settings,
+    log: Log,
+    label: str,
+    cells: dict[str, tuple[str, bool]],
+    operation: str,
+    block: Callable[[Callable[[], None], int], Callable[[], float]],
+    block_seconds: float,
+    rounds: int,
+) -> dict[str, list[float]]:
+    """Time one operation (``request`` or ``checkout``) of every cell in interleaved rounds.
+
+    :return: per cell, the block values of the rounds, in µs.
+    """
+    with open_sessions(target, settings.pool_size, cells) as sessions:
+        blocks = {}
+        for name, session in sessions.items():
+            op = getattr(session, operation)
+            blocks[name] = block(op, calibrate(op, settings.warmup, block_seconds))
+        log(f"{label}: {len(blocks)} cells, {rounds} rounds")
+        series = interleave(blocks, rounds, log, label)
+    return {name: [v * 1e6 for v in values] for name, values in series.items()}
+
+
 def w1(target: Target, settings: Settings, log: Log) -> Table:
     """W1: one thread, checkout + ``SELECT 1`` + return, transactional and autocommit."""
     keys = ["held", "psycopg_pool", OURS, "published", "new"]
@@ -177,16 +202,10 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
     cells = {
         f"{mode}/{key}": (key, autocommit) for mode, autocommit in modes.items() for key in keys
     }
-    with open_sessions(target, settings.pool_size, cells) as sessions:
-        blocks = {
-            name: _median_block(
-                session.request, calibrate(session.request, settings.warmup, settings.w1_block)
-            )
-            for name, session in sessions.items()
-        }
-        log(f"W1: {len(blocks)} cells, {settings.w1_rounds} rounds")
-        series = interleave(blocks, settings.w1_rounds, log, "W1")
-    series = {name: [v * 1e6 for v in values] for name, values in series.items()}
+    series = timed_cells(
+        target, settings, log, "W1", cells, "request", _median_block, settings.w1_block,
+        settings.w1_rounds,
+    )  # fmt: skip
     table = Table(
         "W1",
         "W1: one thread, checkout + SELECT 1 + return",
@@ -219,16 +238,11 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
 def w3(target: Target, settings: Settings, log: Log) -> Table:
     """W3: checkout + return with no query: the pool's own overhead."""
     keys = ["psycopg_pool", OURS, "published", "new"]
-    with open_sessions(target, settings.pool_size, {key: (key, False) for key in keys}) as sessions:
-        blocks = {
-            key: _block(
-                session.checkout, calibrate(session.checkout, settings.warmup, settings.w3_block)
-            )
-            for key, session in sessions.items()
-        }
-        log(f"W3: {len(blocks)} cells, {settings.w3_rounds} rounds")
-        series = interleave(blocks, settings.w3_rounds, log, "W3")
-    series = {name: [v * 1e6 for v in values] for name, values in series.items()}
+    cells = {key: (key, False) for key in keys}
+    series = timed_cells(
+        target, settings, log, "W3", cells, "checkout", _block, settings.w3_block,
+        settings.w3_rounds,
+    )  # fmt: skip
     table = Table(
         "W3",
         "W3: checkout + return, no query",
