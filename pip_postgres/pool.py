@@ -24,6 +24,7 @@ import re
 import select
 import socket
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -172,8 +173,10 @@ class _LastInFirstOut(deque[Any]):
     """psycopg_pool's queue of idle connections, served last in, first out.
 
     psycopg_pool takes the connection that has been idle longest (``popleft``). Taking the one
-    returned last instead keeps a few connections busy and warm, lets the others reach
-    ``max_idle`` and be closed, and makes the validation bypass window apply more often.
+    returned last instead keeps a few connections busy and warm, and makes the validation
+    bypass window apply more often. psycopg_pool's shrinking after ``max_idle`` also takes
+    from this end: it closes the connection returned last, which costs the next checkout
+    nothing, since any idle connection serves.
     """
 
     def popleft(self) -> Any:
@@ -420,10 +423,10 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         :param grace: seconds to let holders finish.
         :return: the number of connections that had to be cut.
         """
-        self.close(timeout=grace)
         deadline = monotonic() + grace
+        self.close(timeout=grace)
         while self._in_use and monotonic() < deadline:
-            threading.Event().wait(0.01)
+            time.sleep(0.01)
         held = list(self._in_use.values())
         for conn in held:
             _cut(conn)
