@@ -17,7 +17,6 @@ from pip_services4_components.context import ContextResolver, IContext
 from pip_services4_components.refer import IReferenceable, IReferences
 from pip_services4_components.run import IOpenable
 from pip_services4_observability.log import CompositeLogger
-from psycopg import pq
 
 from .config import PostgresConfig, PostgresOptions, redact
 from .pool import Leak, PooledConnection, PostgresPool
@@ -25,48 +24,15 @@ from .resolver import PostgresConnectionResolver
 
 __all__ = ["PostgresConnection"]
 
-_IDLE = pq.TransactionStatus.IDLE
-_INTRANS = pq.TransactionStatus.INTRANS
-_INERROR = pq.TransactionStatus.INERROR
-
-
-def _finish(conn: PooledConnection, success: bool, reset_mode: str) -> None:
-    """End a checkout: commit or roll back, and reset the session if needed, in one round trip.
-
-    :param reset_mode: ``options.reset_session``: ``auto``, ``always`` or ``never``.
-    """
-    status = conn.pgconn.transaction_status
-    if status != _IDLE and status != _INTRANS and status != _INERROR:
-        return  # closed, broken, or in the middle of an operation: the pool deals with it
-    commit = success and status == _INTRANS
-    if not (conn.session_changed if reset_mode == "auto" else reset_mode == "always" and conn.used):
-        if commit:
-            conn.commit()
-        elif status != _IDLE:
-            conn.rollback()
-        return
-    if status == _IDLE:
-        # In transactional mode a plain execute() would open a transaction first.
-        autocommit = conn.autocommit
-        conn.autocommit = True
-        try:
-            conn.execute("RESET ALL", prepare=False)
-        finally:
-            if not conn.closed:
-                conn.autocommit = autocommit
-        return
-    conn.execute("COMMIT; RESET ALL" if commit else "ROLLBACK; RESET ALL", prepare=False)
-
 
 class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
     """Context manager for one checkout: see :meth:`PostgresConnection.connection`."""
 
-    __slots__ = ("_conn", "_pool", "_reset", "_timeout")
+    __slots__ = ("_conn", "_pool", "_timeout")
 
-    def __init__(self, pool: PostgresPool, timeout: float | None, reset: str) -> None:
+    def __init__(self, pool: PostgresPool, timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._reset = reset
         self._conn: PooledConnection | None = None
 
     def __enter__(self) -> psycopg.Connection[Any]:
@@ -83,7 +49,7 @@ class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
         assert conn is not None
         self._conn = None
         try:
-            _finish(conn, exc_type is None, self._reset)
+            self._pool.finish(conn, exc_type is None)
         except BaseException:
             # The connection's state is unknown: the pool replaces a closed one.
             conn.close()
@@ -256,6 +222,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             validation_bypass=options.validation_bypass,
             leak_threshold=options.leak_detection_threshold,
             on_leak=on_leak,
+            reset_session=options.reset_session,
             min_size=options.min_pool_size,
             max_size=options.max_pool_size,
             timeout=options.connect_timeout,
@@ -332,7 +299,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             raise InvalidStateException(
                 None, "NOT_OPENED", "PostgresConnection is not open: call open() first"
             )
-        return _Checkout(pool, timeout, config.options.reset_session)
+        return _Checkout(pool, timeout)
 
     def __repr__(self) -> str:
         state = f"open {self._config.describe()}" if self._connection and self._config else "closed"

@@ -20,7 +20,6 @@ It is still a ``ConnectionPool``: code that calls ``getconn()``/``putconn()`` or
 from __future__ import annotations
 
 import contextlib
-import re
 import select
 import socket
 import threading
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq
-from psycopg.rows import TupleRow
+from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 if TYPE_CHECKING:
@@ -51,7 +50,8 @@ _MAX_PING_TIMEOUT = 2.0
 
 _IDLE = pq.TransactionStatus.IDLE
 _ACTIVE = pq.TransactionStatus.ACTIVE
-_UNKNOWN = pq.TransactionStatus.UNKNOWN
+_INTRANS = pq.TransactionStatus.INTRANS
+_INERROR = pq.TransactionStatus.INERROR
 
 
 class CheckoutTimeout(PoolTimeout):
@@ -84,34 +84,79 @@ class _ConnectState:
         return "<pool connect state>"
 
 
-#: Statements that change session settings: ``SET``/``RESET`` at the start of a line or after
-#: a semicolon, and calls of ``set_config()``.
-_SESSION_CHANGE = re.compile(r"(?:^|;)\s*(?:set|reset)\b|\bset_config\s*\(", re.I | re.M)
-_SESSION_CHANGE_BYTES = re.compile(_SESSION_CHANGE.pattern.encode(), re.I | re.M)
+def _changes_session(query: object) -> bool:
+    """Whether ``query`` looks like it changes a session setting.
+
+    It does if one of its statements starts with ``SET`` or ``RESET`` (the first one, or one
+    after a semicolon), or if it calls ``set_config()``. A composed query
+    (:mod:`psycopg.sql`) is not looked at: its command status tells, after it ran. The screen
+    costs a lowercase copy of the text and a substring search, so it stays cheap for long
+    queries; a false positive costs one ``RESET ALL``, nothing more.
+    """
+    if isinstance(query, bytes):
+        query = query.decode("latin-1")  # the keywords are ASCII; never fails
+    elif not isinstance(query, str):
+        return False
+    text = query.lower()
+    if "set" not in text:  # "reset" and "set_config" contain it too
+        return False
+    if _starts_with_set(text) or "set_config" in text:
+        return True
+    return ";" in text and any(_starts_with_set(part) for part in text.split(";")[1:])
+
+
+def _starts_with_set(statement: str) -> bool:
+    """Whether a lowercase statement starts with the word ``set`` or ``reset``."""
+    statement = statement.lstrip()
+    for word in ("set", "reset"):
+        if statement.startswith(word):
+            after = statement[len(word) : len(word) + 1]
+            return not (after.isalnum() or after == "_")
+    return False
+
+
 _SESSION_STATUS = (b"SET", b"RESET")
 
 
-def _changes_session(query: object) -> bool:
-    if isinstance(query, str):
-        return _SESSION_CHANGE.search(query) is not None
-    if isinstance(query, bytes):
-        return _SESSION_CHANGE_BYTES.search(query) is not None
-    return False  # a composed query: its command status tells, after it ran
+class _UsageCursor(psycopg.Cursor[TupleRow]):
+    """A cursor that marks its connection :attr:`~PooledConnection.used` when a statement runs.
+
+    The cursor of ``options.reset_session`` = ``always``, which resets a session only if it
+    ran something.
+    """
+
+    __slots__ = ()
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
+        """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
+        self._conn.used = True  # type: ignore[attr-defined]
+        return super().execute(query, *args, **kwargs)
+
+    def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
+        """Execute a statement many times: see :meth:`psycopg.Cursor.executemany`."""
+        self._conn.used = True  # type: ignore[attr-defined]
+        super().executemany(query, *args, **kwargs)
 
 
 class _TrackingCursor(psycopg.Cursor[TupleRow]):
     """A cursor that tells its connection what ran during the checkout.
 
-    It marks the connection :attr:`~PooledConnection.used` when any statement runs, and
+    The cursor of ``options.reset_session`` = ``auto``. It marks the connection
+    :attr:`~PooledConnection.used` when any statement runs, and
     :attr:`~PooledConnection.session_changed` when one looks like it changes a session setting
-    (its text, or its command status ``SET``/``RESET``).
+    (its text: a statement that starts with ``SET`` or ``RESET``, or a call of
+    ``set_config()``; or its command status ``SET``/``RESET``).
     """
+
+    __slots__ = ()
 
     def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
         conn: PooledConnection = self._conn  # type: ignore[assignment]
         conn.used = True
-        if not conn.session_changed and _changes_session(query):
+        if conn.session_changed:
+            return super().execute(query, *args, **kwargs)
+        if _changes_session(query):
             conn.session_changed = True
         try:
             return super().execute(query, *args, **kwargs)
@@ -127,6 +172,15 @@ class _TrackingCursor(psycopg.Cursor[TupleRow]):
         if _changes_session(query):
             conn.session_changed = True
         super().executemany(query, *args, **kwargs)
+
+
+#: The cursor class of the pool's connections for each ``options.reset_session`` mode: each
+#: watches only what the end of a checkout needs to know.
+_CURSORS: dict[str, type[psycopg.Cursor[TupleRow]]] = {
+    "auto": _TrackingCursor,
+    "always": _UsageCursor,
+    "never": psycopg.Cursor,
+}
 
 
 class PooledConnection(psycopg.Connection[TupleRow]):
@@ -165,7 +219,6 @@ class PooledConnection(psycopg.Connection[TupleRow]):
         if state is not None:
             state.last_error = None
         conn.created_at = conn.returned_at = monotonic()
-        conn.cursor_factory = _TrackingCursor
         return conn
 
 
@@ -193,6 +246,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
     :param leak_threshold: seconds after which a connection still checked out is reported to
         ``on_leak``, once; 0 turns leak detection off (and the stack is not recorded).
     :param on_leak: called, from a background thread, with each :class:`Leak`.
+    :param reset_session: when the end of a checkout resets the session with ``RESET ALL``:
+        ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
     :param open: open the pool now (see :meth:`psycopg_pool.ConnectionPool.open`); default
         ``False``.
     :param pool_kwargs: passed on to :class:`psycopg_pool.ConnectionPool` (sizes, timeouts).
@@ -206,15 +261,24 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         validation_bypass: float,
         leak_threshold: float = 0.0,
         on_leak: Callable[[Leak], None] | None = None,
+        reset_session: str = "auto",
         open: bool = False,
         **pool_kwargs: Any,
     ) -> None:
+        if reset_session not in _CURSORS:
+            raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
+        self.reset_session = reset_session
+        self._cursor_factory = _CURSORS[reset_session]
         self._connect_state = _ConnectState()
         self._autocommit = bool(kwargs.get("autocommit", False))
         super().__init__(
             conninfo,
             connection_class=PooledConnection,
-            kwargs={**kwargs, "connect_state": self._connect_state},
+            kwargs={
+                **kwargs,
+                "connect_state": self._connect_state,
+                "cursor_factory": self._cursor_factory,
+            },
             open=False,
             **pool_kwargs,
         )
@@ -320,8 +384,57 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         super().putconn(conn)
         return problem
 
+    def finish(self, conn: PooledConnection, success: bool) -> None:
+        """End a checkout's transaction, and reset the session if it needs it, in one round trip.
+
+        The transaction is committed if ``success``, else rolled back. ``RESET ALL`` follows
+        when :attr:`reset_session` asks for it: ``auto``, if a statement of the checkout looked
+        like it changed a setting; ``always``, if any statement ran; ``never``. In a
+        transaction it travels with the COMMIT or ROLLBACK, as one query; outside one (in
+        autocommit mode) it costs a round trip of its own. :meth:`putconn` calls it with
+        ``success`` false, so that a connection given back in a transaction is rolled back.
+
+        :param conn: a connection checked out of this pool.
+        :param success: commit (rather than roll back) an open transaction.
+        :raises psycopg.Error: the COMMIT, ROLLBACK or reset failed; the connection is then in
+            an unknown state, and the caller closes it.
+        """
+        status = conn.pgconn.transaction_status
+        if status != _IDLE and status != _INTRANS and status != _INERROR:
+            return  # closed, broken, or in the middle of an operation: putconn() deals with it
+        commit = success and status == _INTRANS
+        mode = self.reset_session
+        reset = conn.session_changed if mode == "auto" else mode == "always" and conn.used
+        conn.used = conn.session_changed = False  # what putconn() looks at: nothing left to do
+        if not reset:
+            if commit:
+                conn.commit()
+            elif status != _IDLE:
+                conn.rollback()
+            return
+        try:
+            if status != _IDLE:
+                end = "COMMIT" if commit else "ROLLBACK"
+                conn.execute(f"{end}; RESET ALL", prepare=False)
+                return
+            # In transactional mode a plain execute() would open a transaction first.
+            autocommit = conn.autocommit
+            conn.autocommit = True
+            try:
+                conn.execute("RESET ALL", prepare=False)
+            finally:
+                if not conn.closed:
+                    conn.autocommit = autocommit
+        finally:
+            conn.used = conn.session_changed = False  # the reset ran through a tracking cursor
+
     def putconn(self, conn: PooledConnection) -> None:
-        """Return a connection: restore the attributes its holder changed, then hand it back.
+        """Return a connection: clean what its holder left, then hand it back.
+
+        An open transaction is rolled back and the session reset as :meth:`finish` does;
+        the attributes its holder may have changed (``autocommit``, ``isolation_level``,
+        ``read_only``, ``deferrable``, ``row_factory``, ``cursor_factory``) are restored. A
+        connection that cannot be cleaned is closed, and the pool replaces it.
 
         :param conn: a connection checked out of this pool.
         """
@@ -337,12 +450,12 @@ class PostgresPool(ConnectionPool[PooledConnection]):
 
     def _restore(self, conn: PooledConnection) -> None:
         status = conn.pgconn.transaction_status
-        if status == _ACTIVE:  # returned in the middle of an operation: unusable
+        if status == _ACTIVE:  # in the middle of an operation: unusable
             conn.close()
             return
         try:
-            if status != _IDLE:
-                conn.rollback()
+            if status != _IDLE or conn.used or conn.session_changed:
+                self.finish(conn, success=False)
             if conn.autocommit is not self._autocommit:
                 conn.autocommit = self._autocommit
             if conn.isolation_level is not None:
@@ -351,6 +464,10 @@ class PostgresPool(ConnectionPool[PooledConnection]):
                 conn.read_only = None
             if conn.deferrable is not None:
                 conn.deferrable = None
+            if conn.row_factory is not tuple_row:
+                conn.row_factory = tuple_row
+            if conn.cursor_factory is not self._cursor_factory:
+                conn.cursor_factory = self._cursor_factory
         except psycopg.Error:
             conn.close()  # the pool replaces a closed connection
 

@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from pip_services4_commons.errors import ConfigException, ConnectionException
 from pip_services4_components.config import ConfigParams
 from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg_pool import PoolClosed
 
 from pip_postgres import CheckoutTimeout, PostgresConnection, PostgresPool
 from pip_postgres.embedded import EmbeddedPostgres
+from pip_postgres.pool import _changes_session
 
 from .conftest import LogCapture, Server, admin_query, backends, base_config
 
@@ -298,29 +300,135 @@ def test_reset_always_catches_changes_inside_functions(pg: Server) -> None:
         component.close(None)
 
 
-def test_reads_cost_no_reset(pg: Server) -> None:
-    # A plain query does not trigger RESET ALL: the setting made behind the tracker's back
-    # (straight through libpq) survives, which shows that no reset was sent.
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT 1",
+        "UPDATE probe\n   SET v = v + 1\n WHERE v > 0",  # SET on a line of its own
+        "SELECT 'set' AS reset, 1 AS offset_set",
+    ],
+)
+def test_reads_and_writes_cost_no_reset(pg: Server, statement: str) -> None:
+    # A statement that changes no setting does not trigger RESET ALL: the setting made behind
+    # the tracker's back (straight through libpq) survives, which shows that no reset was sent.
     component = opened(pg, max_pool_size=1)
     try:
         with component.connection() as conn:
             conn.pgconn.exec_(b"SET work_mem = '7MB'")
-            conn.execute("SELECT 1")
+            conn.pgconn.exec_(b"CREATE TEMP TABLE IF NOT EXISTS probe (v int)")
+            conn.execute(statement)
         with component.connection() as conn:
             assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)
     finally:
         component.close(None)
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("SET work_mem = '7MB'", True),
+        ("  set\twork_mem TO 7000", True),
+        ("RESET work_mem", True),
+        ("Reset All", True),
+        (b"SET work_mem = '7MB'", True),
+        ("SELECT 1;\n  SET work_mem = '7MB'", True),
+        ("SELECT pg_catalog.SET_CONFIG('work_mem', '7MB', false)", True),
+        ("SELECT 1", False),
+        ("UPDATE t\nSET v = 1", False),
+        ("UPDATE t SET v = 1; SELECT v FROM t", False),
+        ("SELECT settings, offset_set FROM t", False),
+        ("SELECT 1; settings", False),
+        (b"INSERT INTO t VALUES (1)", False),
+        (sql.SQL("SET work_mem = '7MB'"), False),  # composed: its command status tells
+    ],
+)
+def test_what_looks_like_a_session_change(query: object, expected: bool) -> None:
+    assert _changes_session(query) is expected
+
+
+def test_a_long_statement_that_changes_nothing_costs_no_reset(
+    single: PostgresConnection,
+) -> None:
+    # Its text contains "set" (in "offset"), so the whole screen runs over it.
+    values = ", ".join(f"({i}, 'offset {i}')" for i in range(10_000))
+    with single.connection() as conn:
+        conn.pgconn.exec_(b"SET work_mem = '7MB'")
+        rows = conn.execute(f"SELECT count(*) FROM (VALUES {values}) AS v(a, b)").fetchone()
+    assert rows == (10_000,)
+    with single.connection() as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)
+        conn.execute("RESET work_mem")
+
+
+def test_reset_never_leaves_settings(pg: Server) -> None:
+    component = opened(pg, max_pool_size=1, reset_session="never")
+    try:
+        with component.connection() as conn:
+            conn.execute("SET work_mem = '7MB'")
+        with component.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)
+    finally:
+        component.close(None)
+
+
+@pytest.mark.parametrize("autocommit", ["false", "true"])
+def test_putconn_resets_the_session_too(pg: Server, autocommit: str) -> None:
+    # Code that uses the pool directly, as pip-services persistence does, gets the same
+    # cleaning as a connection() block: getconn()/putconn() and psycopg_pool's connection().
+    component = opened(pg, max_pool_size=1, autocommit=autocommit)
+    pool = pool_of(component)
+    try:
+        conn = pool.getconn()
+        conn.execute("SET work_mem = '7MB'")
+        conn.commit()
+        pool.putconn(conn)
+        with pool.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone() != ("7MB",)
+            conn.execute("SET statement_timeout = '4321ms'")
+        conn = pool.getconn()
+        try:
+            assert conn.execute("SHOW statement_timeout").fetchone() != ("4321ms",)
+        finally:
+            pool.putconn(conn)
+    finally:
+        component.close(None)
+
+
+def test_putconn_in_a_transaction_rolls_back_and_resets(pg: Server) -> None:
+    component = opened(pg, max_pool_size=1, reset_session="always")
+    pool = pool_of(component)
+    try:
+        conn = pool.getconn()
+        conn.execute("SELECT set_config('work_mem', '7MB', false)")
+        conn.commit()
+        conn.execute("CREATE TEMP TABLE probe_rollback (v int)")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        pool.putconn(conn)
+        with component.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone() != ("7MB",)
+            found = conn.execute("SELECT to_regclass('pg_temp.probe_rollback')").fetchone()
+            assert found == (None,)
+    finally:
+        component.close(None)
+
+
 def test_connection_attributes_are_restored(single: PostgresConnection) -> None:
     with single.connection() as conn:
+        tracking = conn.cursor_factory
         conn.autocommit = True
         conn.read_only = True
         conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        conn.row_factory = dict_row  # type: ignore[assignment]
+        conn.cursor_factory = psycopg.ClientCursor
     with single.connection() as conn:
         assert conn.autocommit is False
         assert conn.read_only is None
         assert conn.isolation_level is None
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+        assert conn.cursor_factory is tracking
+        conn.execute("SET work_mem = '7MB'")  # still tracked: reset at the end
+    with single.connection() as conn:
+        assert conn.execute("SHOW work_mem").fetchone() != ("7MB",)
 
 
 def test_getconn_putconn_with_open_transaction_is_cleaned(single: PostgresConnection) -> None:
