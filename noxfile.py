@@ -26,9 +26,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package and the benchmark."""
     session.install("-e", ".[typecheck]")
-    session.run("mypy", "--strict", "pip_postgres")
+    session.run("mypy", "--strict", "pip_postgres", "benchmarks")
 
 
 @nox.session(python=PYTHON)

@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pip_postgres.embedded import EmbeddedPostgres
+
 from . import report
 from .memory import memory
 from .server import Target, default_cpu, describe_server, pin, start_server
@@ -95,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("memory: child processes")
             tables.append(memory(target, settings, log))
     finally:
-        if server.is_embedded:
+        if isinstance(server, EmbeddedPostgres):
             server.stop()
     seconds = time.monotonic() - clock
     facts.insert(3, ("Load average at end", report.load_average()))

@@ -372,7 +372,7 @@ class Contender:
 
     def open(self, target: Target, size: int, autocommit: bool, **kwargs: Any) -> Session:
         """Open a session of ``size`` connections."""
-        return self.session(target, size, autocommit, **kwargs)  # type: ignore[call-arg]
+        return self.session(target, size, autocommit, **kwargs)
 
 
 OURS = "ours"

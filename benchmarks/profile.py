@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from time import perf_counter
 
+from pip_postgres.embedded import EmbeddedPostgres
+
 from .contenders import CONTENDERS, OURS
 from .server import Target, default_cpu, pin, start_server
 
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             session.close()
     finally:
-        if server.is_embedded:
+        if isinstance(server, EmbeddedPostgres):
             server.stop()
     if not output.exists():
         print(f"py-spy wrote nothing:\n{errors}", file=sys.stderr)

@@ -169,12 +169,22 @@ def checks(tables: dict[str, Table], pool_size: int, threads: int) -> list[Check
         0.95,
         False,
     )
+    raw = ratio(f"W2-{pool_size}", "psycopg_pool", "published")
     add(
         f"W2 {pool_size} on {pool_size}: ours ÷ pip-services4-postgres, requests/s, at least 1",
         ratio(f"W2-{pool_size}", OURS, "published"),
         1.0,
         False,
-        same(f"W2-{pool_size}", "psycopg_pool", "published", "psycopg_pool ÷ it"),
+        "" if raw is None else f"psycopg_pool ÷ it: {raw:.3f}",
+        ""
+        if raw is None or raw >= 1.0
+        else (
+            f"W2 {pool_size} on {pool_size}: psycopg_pool used directly falls short too "
+            f"({raw:.3f}). In this run pip-services4-postgres seldom closed and reopened "
+            "connections (see the note under its table), and then its lower cost per request "
+            "(see W1) gives it the higher throughput; how often it reconnects depends on the "
+            "threads' timing, and varies from run to run."
+        ),
     )
     return found
 

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
 
+from pip_postgres.embedded import EmbeddedPostgres
+
 from . import stats
 from .contenders import CONTENDERS, OURS, Session
 from .server import Server, Target
@@ -505,7 +507,7 @@ def w5(
             "errors",
         ],
     )
-    if not server.is_embedded:
+    if not isinstance(server, EmbeddedPostgres):
         table.notes.append(
             "Skipped: the server is an existing one (``PIP_POSTGRES_TEST_URI``), which the "
             "benchmark cannot restart."
