@@ -267,6 +267,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
     ) -> None:
         if reset_session not in _CURSORS:
             raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
+        #: When the end of a checkout resets the session: ``auto``, ``always`` or ``never``
+        #: (see :meth:`finish`).
         self.reset_session = reset_session
         self._cursor_factory = _CURSORS[reset_session]
         self._connect_state = _ConnectState()
