@@ -196,9 +196,11 @@ class PooledConnection(psycopg.Connection[TupleRow]):
     checkout_stack: list[str] | None = None
     #: Whether the current checkout was reported as a leak.
     leak_reported: bool = False
-    #: Whether a statement ran through one of its cursors since its checkout.
+    #: Whether a statement ran through one of its cursors during the checkout (watched when
+    #: ``reset_session`` is ``auto`` or ``always``; cleared when the checkout ends).
     used: bool = False
-    #: Whether a statement that looks like it changes a session setting ran since its checkout.
+    #: Whether a statement that looks like it changes a session setting ran during the checkout
+    #: (watched when ``reset_session`` is ``auto``; cleared when the checkout ends).
     session_changed: bool = False
 
     @classmethod

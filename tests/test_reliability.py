@@ -346,6 +346,11 @@ def test_what_looks_like_a_session_change(query: object, expected: bool) -> None
     assert _changes_session(query) is expected
 
 
+def test_pool_refuses_an_unknown_reset_mode() -> None:
+    with pytest.raises(ValueError, match="reset_session must be auto, always or never"):
+        PostgresPool("host=127.0.0.1", kwargs={}, validation_bypass=1.0, reset_session="often")
+
+
 def test_a_long_statement_that_changes_nothing_costs_no_reset(
     single: PostgresConnection,
 ) -> None:
