@@ -121,8 +121,7 @@ def checks(tables: dict[str, Table], pool_size: int, threads: int) -> list[Check
         if value is not None:
             found.append(Check(text, value, limit, at_most, reference, why))
 
-    def same(table: str, name: str, other: str, what: str) -> str:
-        value = ratio(table, name, other)
+    def same(what: str, value: float | None) -> str:
         return "" if value is None else f"{what}: {value:.3f}"
 
     add(
@@ -151,9 +150,7 @@ def checks(tables: dict[str, Table], pool_size: int, threads: int) -> list[Check
             ratio("W1", f"{mode}/{OURS}", f"{mode}/published"),
             1.0,
             True,
-            ""
-            if floor is None
-            else f"held psycopg 3 connection ÷ pip-services4-postgres: {floor:.3f}",
+            same("held psycopg 3 connection ÷ pip-services4-postgres", floor),
             why,
         )
     add(
@@ -161,7 +158,7 @@ def checks(tables: dict[str, Table], pool_size: int, threads: int) -> list[Check
         ratio("W1", f"autocommit/{OURS}", "autocommit/held"),
         1.3,
         True,
-        same("W1", "autocommit/psycopg_pool", "autocommit/held", "psycopg_pool ÷ held"),
+        same("psycopg_pool ÷ held", ratio("W1", "autocommit/psycopg_pool", "autocommit/held")),
     )
     add(
         f"W2 {threads} on {pool_size}: ours ÷ psycopg_pool, requests/s, at least 0.95",
@@ -175,7 +172,7 @@ def checks(tables: dict[str, Table], pool_size: int, threads: int) -> list[Check
         ratio(f"W2-{pool_size}", OURS, "published"),
         1.0,
         False,
-        "" if raw is None else f"psycopg_pool ÷ it: {raw:.3f}",
+        same("psycopg_pool ÷ it", raw),
         ""
         if raw is None or raw >= 1.0
         else (

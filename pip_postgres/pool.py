@@ -416,21 +416,19 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             elif status != _IDLE:
                 conn.rollback()
             return
+        # A plain cursor: the connection's own would mark the reset as a session change.
+        if status != _IDLE:
+            end = "COMMIT" if commit else "ROLLBACK"
+            psycopg.Cursor(conn).execute(f"{end}; RESET ALL", prepare=False)
+            return
+        # In transactional mode a plain execute() would open a transaction first.
+        autocommit = conn.autocommit
+        conn.autocommit = True
         try:
-            if status != _IDLE:
-                end = "COMMIT" if commit else "ROLLBACK"
-                conn.execute(f"{end}; RESET ALL", prepare=False)
-                return
-            # In transactional mode a plain execute() would open a transaction first.
-            autocommit = conn.autocommit
-            conn.autocommit = True
-            try:
-                conn.execute("RESET ALL", prepare=False)
-            finally:
-                if not conn.closed:
-                    conn.autocommit = autocommit
+            psycopg.Cursor(conn).execute("RESET ALL", prepare=False)
         finally:
-            conn.used = conn.session_changed = False  # the reset ran through a tracking cursor
+            if not conn.closed:
+                conn.autocommit = autocommit
 
     def putconn(self, conn: PooledConnection) -> None:
         """Return a connection: clean what its holder left, then hand it back.
