@@ -13,6 +13,11 @@ from .config import (
 )
 from .connection import PostgresConnection
 from .factory import DefaultPostgresFactory
+from .persistence import (
+    IdentifiableJsonPostgresPersistence,
+    IdentifiablePostgresPersistence,
+    PostgresPersistence,
+)
 from .pool import CheckoutTimeout, Leak, PooledConnection, PostgresPool
 from .resolver import CredentialStore, Discovery, PostgresConnectionResolver
 
@@ -24,12 +29,15 @@ __all__ = [
     "DefaultPostgresFactory",
     "Discovery",
     "Endpoint",
+    "IdentifiableJsonPostgresPersistence",
+    "IdentifiablePostgresPersistence",
     "Leak",
     "PooledConnection",
     "PostgresConfig",
     "PostgresConnection",
     "PostgresConnectionResolver",
     "PostgresOptions",
+    "PostgresPersistence",
     "PostgresPool",
 ]
 

@@ -1,0 +1,6 @@
+class IdGenerator:
+    @staticmethod
+    def next_short() -> str: ...
+    # 32 hexadecimal digits (a UUID4 without dashes).
+    @staticmethod
+    def next_long() -> str: ...

@@ -1,0 +1,3 @@
+from .IdGenerator import IdGenerator as IdGenerator
+
+__all__ = ["IdGenerator"]
