@@ -194,6 +194,7 @@ def _with_id(item: T, id: Any) -> T:
     """A copy of ``item`` with its ``id`` set (the caller's item is left unchanged)."""
     if isinstance(item, Mapping):
         return cast(T, {**item, "id": id})
+    public_fields(item)  # raises TypeError for an item that is not a data item
     changed = copy.copy(item)
     setattr(changed, "id", id)  # noqa: B010 - the attribute of any object
     return changed

@@ -1,0 +1,645 @@
+"""PostgresPersistence and its identifiable variants, against the real server."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from pip_services4_commons.data import AnyValueMap
+from pip_services4_commons.errors import ConfigException, InvalidStateException
+from pip_services4_components.config import ConfigParams
+from pip_services4_components.refer import Descriptor, References
+from pip_services4_data.query import PagingParams, SortField, SortParams
+from psycopg import sql
+
+from pip_postgres import (
+    IdentifiableJsonPostgresPersistence,
+    IdentifiablePostgresPersistence,
+    PostgresConnection,
+    PostgresPersistence,
+)
+
+from .conftest import Server, admin_query
+
+CONNECTION = Descriptor("pip-services", "connection", "postgres", "default", "1.0")
+
+Item = dict[str, Any]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+class Beacons(IdentifiablePostgresPersistence[Item, str]):
+    """A relational table with a column of each type the round trip must keep."""
+
+    def _define_schema(self) -> None:
+        self._ensure_schema(
+            sql.SQL(
+                "CREATE TABLE {} (id TEXT PRIMARY KEY, site_id TEXT, label TEXT, "
+                "created TIMESTAMPTZ, day DATE, price NUMERIC(12, 4), active BOOLEAN, "
+                "meta JSONB, tags TEXT[], hits INTEGER DEFAULT 0)"
+            ).format(self._table_identifier())
+        )
+        self._ensure_index(f"{self._table_name}_site", {"site_id": True, "label": False})
+
+
+class JsonBeacons(IdentifiableJsonPostgresPersistence[Item, str]):
+    def _define_schema(self) -> None:
+        self._clear_schema()
+        self._ensure_table()
+        self._ensure_index(f"{self._table_name}_site", [(sql.SQL("(data->>'site_id')"), True)])
+        self._ensure_index(f"{self._table_name}_gin", {"data": True}, {"type": "USING gin"})
+
+
+def table_exists(pg: Server, name: str, schema: str = "public") -> bool:
+    return bool(
+        admin_query(
+            pg,
+            "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+            (schema, name),
+        )
+    )
+
+
+def pool_idle(connection: PostgresConnection) -> tuple[int, int]:
+    """(connections in the pool, of which available): equal when none is checked out."""
+    pool = connection.get_connection()
+    assert pool is not None
+    stats = pool.get_stats()
+    return stats["pool_size"], stats["pool_available"]
+
+
+def opened(persistence: PostgresPersistence[Any], connection: PostgresConnection) -> None:
+    persistence.set_references(References.from_tuples(CONNECTION, connection))
+    persistence.open(None)
+
+
+@pytest.fixture
+def beacons(component: PostgresConnection) -> Iterator[Beacons]:
+    persistence = Beacons(unique("beacons"))
+    opened(persistence, component)
+    try:
+        yield persistence
+    finally:
+        persistence.close(None)
+
+
+@pytest.fixture
+def json_beacons(component: PostgresConnection) -> Iterator[JsonBeacons]:
+    persistence = JsonBeacons(unique("json_beacons"))
+    opened(persistence, component)
+    try:
+        yield persistence
+    finally:
+        persistence.close(None)
+
+
+# -- CRUD ------------------------------------------------------------------------------------
+
+
+def test_crud_round_trip(beacons: Beacons) -> None:
+    created = beacons.create(None, {"site_id": "s1", "label": "front door"})
+    assert created is not None
+    assert re.fullmatch(r"[0-9a-f]{32}", created["id"])
+    assert created["hits"] == 0  # the server's default comes back
+    assert beacons.get_one_by_id(None, created["id"]) == created
+
+    created["label"] = "back door"
+    updated = beacons.update(None, created)
+    assert updated is not None and updated["label"] == "back door"
+
+    partial = beacons.update_partially(None, created["id"], AnyValueMap({"hits": 5}))
+    assert partial is not None
+    assert (partial["label"], partial["hits"]) == ("back door", 5)
+
+    deleted = beacons.delete_by_id(None, created["id"])
+    assert deleted == partial
+    assert beacons.get_one_by_id(None, created["id"]) is None
+    assert beacons.delete_by_id(None, created["id"]) is None
+    assert beacons.update(None, {"id": created["id"], "label": "gone"}) is None
+    assert beacons.update_partially(None, created["id"], {"label": "gone"}) is None
+
+
+def test_create_keeps_given_id_and_does_not_change_the_callers_item(beacons: Beacons) -> None:
+    item: Item = {"label": "no id"}
+    created = beacons.create(None, item)
+    assert created is not None and "id" not in item
+    assert beacons.create(None, {"id": "mine", "label": "x"}) == {
+        **dict.fromkeys(["site_id", "created", "day", "price", "active", "meta", "tags"], None),
+        "id": "mine",
+        "label": "x",
+        "hits": 0,
+    }
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        beacons.create(None, {"id": "mine", "label": "again"})
+
+
+def test_set_inserts_then_replaces(beacons: Beacons) -> None:
+    first = beacons.set(None, {"id": "b1", "label": "one", "hits": 1})
+    assert first is not None and (first["label"], first["hits"]) == ("one", 1)
+    second = beacons.set(None, {"id": "b1", "label": "two"})
+    assert second is not None and (second["label"], second["hits"]) == ("two", 1)
+    assert beacons.get_count_by_filter(None, None) == 1
+    generated = beacons.set(None, {"label": "new"})
+    assert generated is not None and len(generated["id"]) == 32
+
+
+@dataclasses.dataclass
+class Beacon:
+    id: str | None
+    label: str
+
+
+class PlainBeacon:
+    def __init__(self, id: str | None, label: str) -> None:
+        self.id = id
+        self.label = label
+        self._cache = "not stored"
+
+
+def test_items_may_be_dataclasses_or_objects(beacons: Beacons) -> None:
+    item = Beacon(None, "dataclass")
+    created = beacons.create(None, item)  # type: ignore[arg-type]
+    assert created is not None and created["label"] == "dataclass" and created["id"]
+    assert item.id is None
+    plain = beacons.create(None, PlainBeacon("p1", "object"))  # type: ignore[arg-type]
+    assert plain is not None and (plain["id"], plain["label"]) == ("p1", "object")
+    with pytest.raises(TypeError, match="must be a mapping, a dataclass or an object"):
+        beacons.create(None, 42)  # type: ignore[arg-type]
+
+
+def test_types_survive_the_round_trip(beacons: Beacons) -> None:
+    item = {
+        "id": "types",
+        "label": "naïve ☃ \\ ' \" %s %(x)s {}",
+        "created": dt.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=dt.timezone.utc),
+        "day": dt.date(1999, 12, 31),
+        "price": Decimal("12345678.0001"),
+        "active": False,
+        "meta": {"nested": {"list": [1, 2.5, None, True]}, "empty": {}},
+        "tags": ["a", "b,c", ""],
+        "hits": None,
+        "site_id": None,
+    }
+    created = beacons.create(None, item)
+    assert created == item
+    fetched = beacons.get_one_by_id(None, "types")
+    assert fetched == item
+    assert isinstance(fetched["price"], Decimal) and fetched["active"] is False
+
+
+# -- batches, pages, filters -------------------------------------------------------------------
+
+
+def fill(beacons: Beacons, count: int) -> list[Item]:
+    made = []
+    for number in range(count):
+        item = beacons.create(
+            None,
+            {"id": f"b{number:03d}", "site_id": f"s{number % 3}", "label": f"label {number}"},
+        )
+        assert item is not None
+        made.append(item)
+    return made
+
+
+def test_batch_by_ids(beacons: Beacons) -> None:
+    fill(beacons, 30)
+    wanted = [f"b{n:03d}" for n in (1, 5, 7, 29)]
+    found = beacons.get_list_by_ids(None, [*wanted, "missing"])
+    assert sorted(item["id"] for item in found) == wanted
+    assert beacons.get_list_by_ids(None, []) == []
+    assert beacons.delete_by_ids(None, [*wanted, "missing"]) == 4
+    assert beacons.delete_by_ids(None, []) == 0
+    assert beacons.get_count_by_filter(None, None) == 26
+
+
+def test_paging(beacons: Beacons) -> None:
+    fill(beacons, 25)
+    page = beacons.get_page_by_filter(None, None, PagingParams(5, 10, True), "id")
+    assert [item["id"] for item in page.data] == [f"b{n:03d}" for n in range(5, 15)]
+    assert page.total == 25
+    last = beacons.get_page_by_filter(None, "site_id = 's0'", PagingParams(8, 10, True), "id")
+    assert [item["id"] for item in last.data] == ["b024"]
+    assert last.total == 9
+    untotalled = beacons.get_page_by_filter(None, None, PagingParams(0, 3), "id DESC")
+    assert [item["id"] for item in untotalled.data] == ["b024", "b023", "b022"]
+    assert untotalled.total is None
+
+
+def test_max_page_size(component: PostgresConnection) -> None:
+    persistence = Beacons(unique("paged"))
+    persistence.configure(ConfigParams.from_tuples("options.max_page_size", 7))
+    opened(persistence, component)
+    try:
+        fill(persistence, 10)
+        assert len(persistence.get_page_by_filter(None, None, None).data) == 7
+        assert len(persistence.get_page_by_filter(None, None, PagingParams(0, 100)).data) == 7
+        assert len(persistence.get_page_by_filter(None, None, PagingParams(0, 3)).data) == 3
+        assert len(persistence.get_list_by_filter(None, None)) == 10
+    finally:
+        persistence.close(None)
+
+
+@pytest.mark.parametrize("value", [0, -1, "many", 2_000_000])
+def test_bad_max_page_size_names_the_key(value: object) -> None:
+    with pytest.raises(ConfigException, match=r"options\.max_page_size"):
+        Beacons("t").configure(ConfigParams.from_tuples("options.max_page_size", value))
+
+
+def test_filters_string_and_safe_form(beacons: Beacons) -> None:
+    fill(beacons, 12)
+    # The Pip.Services convention: the developer's own SQL text, '%' needs no escaping.
+    assert beacons.get_count_by_filter(None, "label LIKE 'label 1%'") == 3
+    # The safe form: placeholders and parameters, positional or named.
+    safe = sql.SQL("site_id = %s AND label <> %s")
+    assert beacons.get_count_by_filter(None, safe, params=["s1", "label 1"]) == 3
+    named = sql.SQL("site_id = %(site)s")
+    listed = beacons.get_list_by_filter(
+        None, named, SortParams(SortField("id", False)), ["id", "label"], params={"site": "s2"}
+    )
+    assert listed == [
+        {"id": "b011", "label": "label 11"},
+        {"id": "b008", "label": "label 8"},
+        {"id": "b005", "label": "label 5"},
+        {"id": "b002", "label": "label 2"},
+    ]
+    composed = sql.SQL("{} = %s").format(sql.Identifier("site_id"))
+    page = beacons.get_page_by_filter(
+        None, composed, PagingParams(0, 2, True), sql.SQL("id"), "id", params=["s0"]
+    )
+    assert page.data == [{"id": "b000"}, {"id": "b003"}] and page.total == 4
+    random_item = beacons.get_one_random(None, safe, params=["s0", ""])
+    assert random_item is not None and random_item["site_id"] == "s0"
+    assert beacons.get_one_random(None, "false") is None
+    assert beacons.delete_by_filter(None, sql.SQL("site_id = %s"), params=["s1"]) == 4
+    assert beacons.get_count_by_filter(None, "") == 8
+    beacons.clear(None)
+    assert beacons.get_count_by_filter(None, None) == 0
+
+
+def test_get_one_random_reaches_every_item(beacons: Beacons) -> None:
+    fill(beacons, 3)
+    seen = set()
+    for _ in range(200):  # each of 3 items missed 200 times in a row: about 1e-35
+        item = beacons.get_one_random(None, None)
+        assert item is not None
+        seen.add(item["id"])
+        if len(seen) == 3:
+            break
+    assert seen == {"b000", "b001", "b002"}
+
+
+# -- injection attempts ----------------------------------------------------------------------
+
+
+HOSTILE = "'; DROP TABLE {victim}; --"
+
+
+@pytest.fixture
+def victim(pg: Server, component: PostgresConnection) -> Iterator[str]:
+    """A table the test user owns, so that an injected DROP TABLE would succeed."""
+    name = unique("victim")
+    with component.connection() as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        admin_query(pg, f"DROP TABLE IF EXISTS {name}")
+
+
+def test_injection_through_values_is_stored_verbatim(
+    pg: Server, beacons: Beacons, victim: str
+) -> None:
+    hostile = HOSTILE.format(victim=victim)
+    created = beacons.create(None, {"id": hostile, "label": hostile, "meta": {hostile: hostile}})
+    assert created is not None and created["label"] == hostile
+    assert beacons.get_one_by_id(None, hostile) == created
+    assert beacons.update_partially(None, hostile, {"site_id": hostile}) is not None
+    safe = sql.SQL("label = %s")
+    assert beacons.get_count_by_filter(None, safe, params=[hostile]) == 1
+    assert beacons.get_list_by_ids(None, [hostile]) == [{**created, "site_id": hostile}]
+    assert beacons.delete_by_ids(None, [hostile]) == 1
+    assert table_exists(pg, victim)
+
+
+def test_injection_through_column_names_fails_without_running(
+    pg: Server, beacons: Beacons, victim: str
+) -> None:
+    column = f'label" = 1; DROP TABLE {victim}; --'
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        beacons.create(None, {"id": "x", column: 1})
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        beacons.get_list_by_filter(None, None, SortParams(SortField(column)), [column])
+    assert table_exists(pg, victim)
+    assert beacons.get_count_by_filter(None, None) == 0
+
+
+def test_injection_through_table_and_schema_names(
+    pg: Server, component: PostgresConnection, victim: str
+) -> None:
+    table = f'we"ird; DROP TABLE {victim}; --'
+    schema = unique('sch"ema')
+    persistence = JsonBeacons(table, schema)
+    opened(persistence, component)
+    try:
+        hostile = HOSTILE.format(victim=victim)
+        created = persistence.create(None, {"id": hostile, "name": hostile})
+        assert (
+            persistence.get_one_by_id(None, hostile) == created == {"id": hostile, "name": hostile}
+        )
+        assert persistence.get_count_by_filter(None, None) == 1
+        assert table_exists(pg, table, schema)
+        assert table_exists(pg, victim)
+        assert persistence._quoted_table_name() == (
+            '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
+        )
+    finally:
+        persistence.close(None)
+        admin_query(pg, f"DROP SCHEMA {sql.Identifier(schema).as_string()} CASCADE")
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+class Broken(IdentifiablePostgresPersistence[Item, str]):
+    def _define_schema(self) -> None:
+        self._ensure_schema("CREATE TABLE " + self._quoted_table_name() + " (id TEXT PRIMARY KEY)")
+        self._ensure_schema(
+            sql.SQL("CREATE INDEX {} ON {} (no_such_column)").format(
+                sql.Identifier(f"{self._table_name}_bad"), self._table_identifier()
+            )
+        )
+
+
+def test_schema_failure_fails_open_with_the_servers_reason(
+    pg: Server, component: PostgresConnection
+) -> None:
+    name = unique("broken")
+    persistence = Broken(name)
+    persistence.set_references(References.from_tuples(CONNECTION, component))
+    with pytest.raises(InvalidStateException) as caught:
+        persistence.open(None)
+    error = caught.value
+    assert error.code == "SCHEMA_FAILED"
+    assert 'column "no_such_column" does not exist' in error.message
+    assert "statement 2 of 2" in error.message and "CREATE INDEX" in error.message
+    assert isinstance(error.__cause__, psycopg.errors.UndefinedColumn)
+    assert not persistence.is_open()
+    assert not table_exists(pg, name)  # one transaction: the first statement was undone
+    assert component.is_open()  # a shared connection stays open
+    assert pool_idle(component)[0] == pool_idle(component)[1]
+
+
+def test_schema_is_created_once_and_open_is_idempotent(
+    pg: Server, component: PostgresConnection
+) -> None:
+    name = unique("again")
+
+    class Plain(IdentifiablePostgresPersistence[Item, str]):
+        def _define_schema(self) -> None:  # no IF NOT EXISTS: it must not run twice
+            self._ensure_schema(f"CREATE TABLE {self._quoted_table_name()} (id TEXT PRIMARY KEY)")
+
+    first = Plain(name)
+    opened(first, component)
+    first.create(None, {"id": "kept"})
+    first.open(None)  # already open: nothing happens
+    first.close(None)
+    first.open(None)  # the table exists: the statements are skipped
+    second = Plain(name)
+    opened(second, component)
+    assert second.get_one_by_id(None, "kept") == {"id": "kept"}
+    first.close(None)
+    second.close(None)
+    admin_query(pg, f"DROP TABLE {name}")
+
+
+def test_schema_name_and_configured_table(pg: Server, component: PostgresConnection) -> None:
+    schema, table = unique("app"), unique("things")
+    persistence = JsonBeacons()
+    persistence.configure(ConfigParams.from_tuples("table", table, "schema", schema))
+    opened(persistence, component)
+    try:
+        assert table_exists(pg, table, schema)
+        assert not table_exists(pg, table)
+        indexes = admin_query(
+            pg, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+        )
+        assert {row[0] for row in indexes} == {f"{table}_pkey", f"{table}_site", f"{table}_gin"}
+        persistence.create(None, {"id": "1"})
+        assert persistence.get_count_by_filter(None, None) == 1
+    finally:
+        persistence.close(None)
+        admin_query(pg, f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_unique_index_is_enforced(component: PostgresConnection) -> None:
+    class Unique(IdentifiablePostgresPersistence[Item, str]):
+        def _define_schema(self) -> None:
+            self._ensure_schema(
+                f"CREATE TABLE {self._quoted_table_name()} (id TEXT PRIMARY KEY, code TEXT)"
+            )
+            self._ensure_index(f"{self._table_name}_code", {"code": True}, {"unique": True})
+
+    persistence = Unique(unique("uniq"))
+    opened(persistence, component)
+    try:
+        persistence.create(None, {"code": "A"})
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            persistence.create(None, {"code": "A"})
+        assert pool_idle(component)[0] == pool_idle(component)[1]
+        assert persistence.create(None, {"code": "B"}) is not None  # not an aborted transaction
+    finally:
+        persistence.close(None)
+
+
+def test_no_table_name() -> None:
+    persistence = Beacons()
+    with pytest.raises(ConfigException, match="table"):
+        persistence.open(None)
+
+
+def test_not_open(beacons: Beacons) -> None:
+    beacons.close(None)
+    with pytest.raises(InvalidStateException, match="not open") as caught:
+        beacons.get_one_by_id(None, "x")
+    assert caught.value.code == "NOT_OPENED"
+
+
+# -- the JSON variant -------------------------------------------------------------------------
+
+
+def test_json_crud_and_partial_update(json_beacons: JsonBeacons) -> None:
+    created = json_beacons.create(None, {"site_id": "s1", "label": "a", "flags": [True, None]})
+    assert created is not None and len(created["id"]) == 32
+    assert json_beacons.get_one_by_id(None, created["id"]) == created
+    merged = json_beacons.update_partially(None, created["id"], {"label": "b", "new": 1})
+    assert merged == {**created, "label": "b", "new": 1}
+    replaced = json_beacons.update(None, {"id": created["id"], "label": "c"})
+    assert replaced == {"id": created["id"], "label": "c"}
+    upserted = json_beacons.set(None, {"id": created["id"], "label": "d"})
+    assert upserted == {"id": created["id"], "label": "d"}
+    assert json_beacons.set(None, {"id": "other", "label": "e"}) == {"id": "other", "label": "e"}
+    by_site = sql.SQL("data->>'label' = %s")
+    assert json_beacons.get_list_by_filter(None, by_site, params=["e"]) == [
+        {"id": "other", "label": "e"}
+    ]
+    assert json_beacons.get_list_by_filter(None, None, "data->>'label'", "id") == [
+        {"id": created["id"]},
+        {"id": "other"},
+    ]
+    assert json_beacons.delete_by_id(None, "other") == {"id": "other", "label": "e"}
+    assert json_beacons.update_partially(None, "other", {"label": "x"}) is None
+
+
+def test_json_values(json_beacons: JsonBeacons) -> None:
+    item = {
+        "id": "j1",
+        "text": "naïve ☃ ' \" \\ %s",
+        "yes": True,
+        "no": False,
+        "nothing": None,
+        "number": 1.5,
+        "big": 2**62,
+        "nested": {"list": [1, {"a": []}]},
+        "when": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        "price": Decimal("0.10"),
+    }
+    stored = json_beacons.create(None, item)
+    expected = {**item, "when": "2024-01-02T03:04:05+00:00", "price": "0.10"}
+    assert stored == expected
+    assert json_beacons.get_one_by_id(None, "j1") == expected
+
+
+# -- connections -----------------------------------------------------------------------------
+
+
+def test_private_connection_from_own_config(pg: Server, base_config_table: ConfigParams) -> None:
+    persistence = Beacons()
+    persistence.configure(base_config_table)
+    persistence.set_references(References())
+    persistence.open(None)
+    try:
+        connection = persistence._connection
+        assert connection is not None and connection.is_open()
+        assert persistence.create(None, {"label": "private"}) is not None
+    finally:
+        persistence.close(None)
+    assert not connection.is_open()
+    admin_query(pg, f"DROP TABLE {persistence._table_name}")
+
+
+def test_private_connection_without_set_references(
+    pg: Server, base_config_table: ConfigParams
+) -> None:
+    persistence = Beacons()
+    persistence.configure(base_config_table)
+    persistence.open(None)
+    try:
+        assert persistence.get_count_by_filter(None, None) == 0
+    finally:
+        persistence.close(None)
+    admin_query(pg, f"DROP TABLE {persistence._table_name}")
+
+
+@pytest.fixture
+def base_config_table(pg: Server) -> ConfigParams:
+    from .conftest import base_config
+
+    return base_config(pg, table=unique("private"), options__max_pool_size=2)
+
+
+def test_wrong_password_fails_open_without_showing_it(pg: Server) -> None:
+    from pip_services4_commons.errors import ConnectionException
+
+    from .conftest import base_config
+
+    secret = "Wr0ng-Pa55-" + uuid.uuid4().hex
+    persistence = Beacons("t")
+    persistence.configure(base_config(pg, credential__password=secret))
+    with pytest.raises(ConnectionException) as caught:
+        persistence.open(None)
+    error = caught.value
+    assert "password authentication failed" in error.message
+    for text in (str(error), repr(error), str(error.to_json()), repr(persistence)):
+        assert secret not in text
+    assert not persistence.is_open()
+
+
+def test_referenced_connection_must_be_open(pg: Server) -> None:
+    from pip_services4_commons.errors import ConnectionException
+
+    from .conftest import base_config
+
+    connection = PostgresConnection()
+    connection.configure(base_config(pg))
+    persistence = Beacons("t")
+    persistence.set_references(References.from_tuples(CONNECTION, connection))
+    with pytest.raises(ConnectionException, match="not open"):
+        persistence.open(None)
+
+
+def test_referenced_connection_of_another_kind() -> None:
+    persistence = Beacons("t")
+    with pytest.raises(ConfigException, match=r"must be a pip_postgres\.PostgresConnection") as e:
+        persistence.set_references(References.from_tuples(CONNECTION, object()))
+    assert e.value.code == "WRONG_CONNECTION"
+
+
+def test_shared_connection_stays_open_after_close(
+    beacons: Beacons, component: PostgresConnection
+) -> None:
+    beacons.close(None)
+    assert component.is_open()
+    beacons.unset_references()
+    assert beacons._connection is None
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+
+def test_sixteen_concurrent_writers(beacons: Beacons, component: PostgresConnection) -> None:
+    threads, per_thread = 16, 20
+    errors: list[BaseException] = []
+    ids: list[list[str]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def writer(index: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for number in range(per_thread):
+                item = beacons.create(None, {"site_id": f"t{index}", "hits": 0})
+                assert item is not None
+                ids[index].append(item["id"])
+                beacons.update_partially(None, item["id"], {"hits": number})
+                beacons.set(None, {"id": f"shared{number % 4}", "label": f"t{index}"})
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not any(worker.is_alive() for worker in workers)
+    assert errors == []
+    every = [item_id for mine in ids for item_id in mine]
+    assert len(set(every)) == threads * per_thread
+    assert beacons.get_count_by_filter(None, "site_id IS NOT NULL") == threads * per_thread
+    assert beacons.get_count_by_filter(None, "id LIKE 'shared%'") == 4
+    for index in range(threads):
+        hits = beacons.get_list_by_filter(
+            None, sql.SQL("site_id = %s"), "hits", ["hits"], params=[f"t{index}"]
+        )
+        assert [row["hits"] for row in hits] == list(range(per_thread))
+    size, available = pool_idle(component)
+    assert size == available  # every checkout returned
