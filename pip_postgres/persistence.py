@@ -86,7 +86,7 @@ Filter = str | Query | None
 #: ``%(name)s``.
 Params = Sequence[Any] | Mapping[str, Any] | None
 #: An order: trusted SQL text put after ``ORDER BY`` (``"name DESC"``), a :data:`Query`,
-#: or pip-services :class:`SortParams` (column names quoted).
+#: or pip-services ``SortParams`` (column names quoted).
 Sort = str | Query | SortParams | None
 #: The columns to return: trusted SQL text (``"id, name"``), a :data:`Query`, or a sequence
 #: of column names (quoted); default all.
@@ -429,7 +429,9 @@ class PostgresPersistence(
         return cast(T, value)
 
     def _convert_from_public(self, value: Any) -> Row:
-        """Convert an item to the row to store: its public fields (see :func:`public_fields`).
+        """Convert an item to the row to store: its public fields.
+
+        See :func:`~pip_postgres.persistence.public_fields`.
 
         A ``dict`` value is stored as JSON (for a ``JSON`` or ``JSONB`` column); other values
         as psycopg adapts them (a ``list`` becomes an array).
@@ -646,10 +648,10 @@ class PostgresPersistence(
         also has the number of all matching items, counted in the same checkout.
 
         :param context: (optional) context to trace execution through a call chain.
-        :param filter: (optional) a condition, see :data:`Filter`.
+        :param filter: (optional) a condition, see :data:`~pip_postgres.persistence.Filter`.
         :param paging: (optional) ``skip``, ``take`` and ``total``.
-        :param sort: (optional) the order, see :data:`Sort`.
-        :param select: (optional) the columns, see :data:`Select`.
+        :param sort: (optional) the order, see :data:`~pip_postgres.persistence.Sort`.
+        :param select: (optional) the columns, see :data:`~pip_postgres.persistence.Select`.
         :param params: (keyword) values for the placeholders of ``filter``.
         :return: the page; ``total`` is ``None`` unless ``paging.total``.
         """
@@ -674,7 +676,7 @@ class PostgresPersistence(
         """Count the items that match a filter.
 
         :param context: (optional) context to trace execution through a call chain.
-        :param filter: (optional) a condition, see :data:`Filter`.
+        :param filter: (optional) a condition, see :data:`~pip_postgres.persistence.Filter`.
         :param params: (keyword) values for the placeholders of ``filter``.
         """
         rows = self._request(self._count(filter), params)
@@ -694,9 +696,9 @@ class PostgresPersistence(
         """Get all the items that match a filter, in an order (no page limit).
 
         :param context: (optional) context to trace execution through a call chain.
-        :param filter: (optional) a condition, see :data:`Filter`.
-        :param sort: (optional) the order, see :data:`Sort`.
-        :param select: (optional) the columns, see :data:`Select`.
+        :param filter: (optional) a condition, see :data:`~pip_postgres.persistence.Filter`.
+        :param sort: (optional) the order, see :data:`~pip_postgres.persistence.Sort`.
+        :param select: (optional) the columns, see :data:`~pip_postgres.persistence.Select`.
         :param params: (keyword) values for the placeholders of ``filter``.
         """
         rows = self._request(self._select(select) + _where(filter) + _order_by(sort), params)
@@ -709,7 +711,7 @@ class PostgresPersistence(
         """Get a random item among those that match a filter.
 
         :param context: (optional) context to trace execution through a call chain.
-        :param filter: (optional) a condition, see :data:`Filter`.
+        :param filter: (optional) a condition, see :data:`~pip_postgres.persistence.Filter`.
         :param params: (keyword) values for the placeholders of ``filter``.
         :return: the item, or ``None`` when none matches.
         """
@@ -759,7 +761,8 @@ class PostgresPersistence(
         """Delete the items that match a filter.
 
         :param context: (optional) context to trace execution through a call chain.
-        :param filter: (optional) a condition, see :data:`Filter`; none deletes every item.
+        :param filter: (optional) a condition, see :data:`~pip_postgres.persistence.Filter`;
+            none deletes every item.
         :param params: (keyword) values for the placeholders of ``filter``.
         :return: the number of items deleted.
         """
@@ -774,7 +777,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
     """Persistence of items with a unique ``id``, stored in an ``id`` column.
 
     Adds the operations by id to :class:`PostgresPersistence`. :meth:`create` and :meth:`set`
-    give an item without an id a new one (:meth:`IdGenerator.next_long`, 32 hexadecimal
+    give an item without an id a new one (``IdGenerator.next_long()``, 32 hexadecimal
     digits) unless ``_auto_generate_id`` is ``False``. Configuration and references: see
     :class:`PostgresPersistence`.
 
@@ -797,7 +800,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         self._auto_generate_id: bool = True
 
     def _convert_from_public_partial(self, value: Mapping[str, Any]) -> Row:
-        """Convert the fields of :meth:`update_partially` to columns (dicts as JSON)."""
+        """Convert the fields of ``update_partially()`` to columns (dicts as JSON)."""
         return _jsonb_dicts(dict(value))
 
     def _by_id(self, head: sql.Composable) -> sql.Composed:
@@ -839,7 +842,8 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
     def create(self, context: IContext | None, item: T) -> T | None:
         """Insert an item, with a new id if it has none; see :meth:`PostgresPersistence.create`.
 
-        :raises psycopg.errors.UniqueViolation: an item with this id exists.
+        :raises psycopg.Error: ``psycopg.errors.UniqueViolation`` when an item with this id
+            exists.
         """
         if item is None:
             return None
@@ -981,7 +985,7 @@ class IdentifiableJsonPostgresPersistence(IdentifiablePostgresPersistence[T, K])
         return {"id": fields.get("id"), "data": Jsonb(fields, dumps=_dumps)}
 
     def _convert_from_public_partial(self, value: Mapping[str, Any]) -> Row:
-        """The fields of :meth:`update_partially`, as a document to merge."""
+        """The fields of ``update_partially()``, as a document to merge."""
         return {"data": Jsonb(dict(value), dumps=_dumps)}
 
     def _update(self, context: IContext | None, id: Any, row: Row) -> T | None:

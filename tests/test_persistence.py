@@ -17,7 +17,7 @@ from pip_services4_commons.data import AnyValueMap
 from pip_services4_commons.errors import ConfigException, InvalidStateException
 from pip_services4_components.config import ConfigParams
 from pip_services4_components.refer import Descriptor, References
-from pip_services4_data.query import PagingParams, SortField, SortParams
+from pip_services4_data.query import FilterParams, PagingParams, SortField, SortParams
 from psycopg import sql
 
 from pip_postgres import (
@@ -643,3 +643,76 @@ def test_sixteen_concurrent_writers(beacons: Beacons, component: PostgresConnect
         assert [row["hits"] for row in hits] == list(range(per_thread))
     size, available = pool_idle(component)
     assert size == available  # every checkout returned
+
+
+# -- the worked example of docs/persistence.rst ------------------------------------------------
+
+
+class BeaconsPersistence(IdentifiablePostgresPersistence[Item, str]):
+    """As in docs/persistence.rst, with the table name made unique for the test."""
+
+    def _define_schema(self) -> None:
+        self._clear_schema()
+        self._ensure_schema(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, site_id TEXT NOT NULL,"
+                " udi TEXT NOT NULL, label TEXT, center JSONB, radius NUMERIC(10, 2))"
+            ).format(self._table_identifier())
+        )
+        self._ensure_index(f"{self._table_name}_site", {"site_id": True})
+        self._ensure_index(f"{self._table_name}_udi", {"udi": True}, {"unique": True})
+
+    def _compose_filter(self, filter: FilterParams | None) -> tuple[sql.Composed | None, list[Any]]:
+        filter = filter or FilterParams()
+        conditions: list[sql.Composable] = []
+        params: list[Any] = []
+        for column in ("id", "site_id", "udi", "label"):
+            value = filter.get_as_nullable_string(column)
+            if value is not None:
+                conditions.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+                params.append(value)
+        udis = filter.get_as_nullable_string("udis")
+        if udis:
+            conditions.append(sql.SQL("udi = ANY(%s)"))
+            params.append(udis.split(","))
+        return (sql.SQL(" AND ").join(conditions) if conditions else None), params
+
+    def get_page_by_filter(  # type: ignore[override]
+        self, context: Any, filter: Any, paging: Any, sort: Any = None, select: Any = None,
+        *, params: Any = None,
+    ) -> Any:  # fmt: skip
+        if isinstance(filter, FilterParams) or filter is None:
+            filter, params = self._compose_filter(filter)
+        return super().get_page_by_filter(
+            context, filter, paging, sort or "id", select, params=params
+        )
+
+
+def test_worked_example_of_the_docs(pg: Server, base_config_table: ConfigParams) -> None:
+    persistence = BeaconsPersistence()
+    persistence.configure(base_config_table)
+    persistence.open(None)
+    try:
+        beacon = persistence.create(
+            None,
+            {"site_id": "1", "udi": "00001", "label": "TestBeacon1",
+             "center": {"type": "Point", "coordinates": [0, 0]}, "radius": 50},
+        )  # fmt: skip
+        assert beacon is not None and len(beacon["id"]) == 32
+        assert beacon["radius"] == Decimal("50.00")
+        persistence.create(None, {"site_id": "2", "udi": "00002"})
+        page = persistence.get_page_by_filter(
+            None, FilterParams.from_tuples("site_id", "1"), PagingParams(0, 10, True)
+        )
+        assert page.data == [beacon] and page.total == 1
+        both = persistence.get_page_by_filter(
+            None, FilterParams.from_tuples("udis", "00001,00002"), None
+        )
+        assert sorted(item["udi"] for item in both.data) == ["00001", "00002"]
+        updated = persistence.update_partially(None, beacon["id"], {"label": "Front door"})
+        assert updated is not None and updated["label"] == "Front door"
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            persistence.create(None, {"site_id": "3", "udi": "00001"})
+    finally:
+        persistence.close(None)
+    admin_query(pg, f"DROP TABLE {persistence._table_name}")
