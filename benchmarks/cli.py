@@ -18,10 +18,11 @@ from pip_postgres.embedded import EmbeddedPostgres
 
 from . import report
 from .memory import memory
+from .persistence import p1
 from .server import Target, default_cpu, describe_server, pin, start_server
 from .workloads import FULL, QUICK, Table, w1, w2, w3, w4, w5
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "memory")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "memory", "P1")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "memory" in selected:
             log("memory: child processes")
             tables.append(memory(target, settings, log))
+        if "P1" in selected:
+            tables.append(p1(target, settings, log))
     finally:
         if isinstance(server, EmbeddedPostgres):
             server.stop()
