@@ -114,34 +114,37 @@ def _components(target: Target, size: int, table: str) -> Iterator[tuple[Any, An
         ours_connection.close(None)
 
 
+def _operations(ours: Any, published: Any) -> dict[str, Callable[[], None]]:
+    """The timed calls by cell name, after filling the table with :data:`ROWS` rows."""
+    for number in range(ROWS):
+        ours.create(None, _item(number, "r"))
+    ids = [_item(number, "r")["id"] for number in range(ROWS)]
+    reads: dict[str, Iterator[str]] = {key: itertools.cycle(ids) for key in (OURS, PUBLISHED)}
+    serial = itertools.count()
+
+    def new_item() -> Item:  # shared: every id is new to the table
+        return _item(next(serial), "n")
+
+    return {
+        f"get_one_by_id/{OURS}": lambda: _found(ours.get_one_by_id(None, next(reads[OURS]))),
+        f"get_one_by_id/{PUBLISHED}": lambda: _found(
+            published.get_one_by_id(None, next(reads[PUBLISHED]))
+        ),
+        f"create/{OURS}": lambda: _found(ours.create(None, new_item())),
+        f"create/{PUBLISHED}": lambda: _found(published.create(None, Beacon(**new_item()))),
+    }
+
+
 def p1(target: Target, settings: Settings, log: Log) -> Table:
     """P1: ``get_one_by_id`` and ``create``, ours against the published persistence."""
     table = f"bench_p1_{uuid.uuid4().hex[:8]}"
+    blocks: dict[str, Callable[[], float]] = {}
     with _components(target, settings.pool_size, table) as (ours, published):
-        for number in range(ROWS):
-            ours.create(None, _item(number, "r"))
-        ids = [_item(number, "r")["id"] for number in range(ROWS)]
-        reads: dict[str, Iterator[str]] = {key: itertools.cycle(ids) for key in (OURS, PUBLISHED)}
-        serial = itertools.count()
-
-        def new_item() -> Item:  # shared: every id is new to the table
-            return _item(next(serial), "n")
-
-        ops: dict[str, Callable[[], None]] = {
-            f"get_one_by_id/{OURS}": lambda: _found(ours.get_one_by_id(None, next(reads[OURS]))),
-            f"get_one_by_id/{PUBLISHED}": lambda: _found(
-                published.get_one_by_id(None, next(reads[PUBLISHED]))
-            ),
-            f"create/{OURS}": lambda: _found(ours.create(None, new_item())),
-            f"create/{PUBLISHED}": lambda: _found(published.create(None, Beacon(**new_item()))),
-        }
-        blocks: dict[str, Callable[[], float]] = {}
-        for name, op in ops.items():
+        for name, op in _operations(ours, published).items():
             count = calibrate(op, settings.warmup, settings.w1_block)
-            blocks[name] = lambda op=op, count=count: median_block(op, count)  # type: ignore[misc]
+            blocks[name] = lambda op=op, count=count: median_block(op, count) * 1e6  # type: ignore[misc]
         log(f"P1: {len(blocks)} cells, {settings.w1_rounds} rounds")
-        values = interleave(blocks, settings.w1_rounds, log, "P1")
-    series = {name: [v * 1e6 for v in found] for name, found in values.items()}
+        series = interleave(blocks, settings.w1_rounds, log, "P1")
     result = Table(
         "P1",
         "P1: persistence, get_one_by_id and create",

@@ -8,8 +8,9 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -83,24 +84,29 @@ def opened(persistence: PostgresPersistence[Any], connection: PostgresConnection
     persistence.open(None)
 
 
-@pytest.fixture
-def beacons(component: PostgresConnection) -> Iterator[Beacons]:
-    persistence = Beacons(unique("beacons"))
-    opened(persistence, component)
+P = TypeVar("P", bound=PostgresPersistence[Any])
+
+
+@contextmanager
+def open_on(persistence: P, connection: PostgresConnection) -> Iterator[P]:
+    """``persistence``, open on the shared ``connection``; closed on exit."""
+    opened(persistence, connection)
     try:
         yield persistence
     finally:
         persistence.close(None)
+
+
+@pytest.fixture
+def beacons(component: PostgresConnection) -> Iterator[Beacons]:
+    with open_on(Beacons(unique("beacons")), component) as persistence:
+        yield persistence
 
 
 @pytest.fixture
 def json_beacons(component: PostgresConnection) -> Iterator[JsonBeacons]:
-    persistence = JsonBeacons(unique("json_beacons"))
-    opened(persistence, component)
-    try:
+    with open_on(JsonBeacons(unique("json_beacons")), component) as persistence:
         yield persistence
-    finally:
-        persistence.close(None)
 
 
 # -- CRUD ------------------------------------------------------------------------------------
@@ -237,17 +243,14 @@ def test_paging(beacons: Beacons) -> None:
 
 
 def test_max_page_size(component: PostgresConnection) -> None:
-    persistence = Beacons(unique("paged"))
-    persistence.configure(ConfigParams.from_tuples("options.max_page_size", 7))
-    opened(persistence, component)
-    try:
+    paged = Beacons(unique("paged"))
+    paged.configure(ConfigParams.from_tuples("options.max_page_size", 7))
+    with open_on(paged, component) as persistence:
         fill(persistence, 10)
         assert len(persistence.get_page_by_filter(None, None, None).data) == 7
         assert len(persistence.get_page_by_filter(None, None, PagingParams(0, 100)).data) == 7
         assert len(persistence.get_page_by_filter(None, None, PagingParams(0, 3)).data) == 3
         assert len(persistence.get_list_by_filter(None, None)) == 10
-    finally:
-        persistence.close(None)
 
 
 @pytest.mark.parametrize("value", [0, -1, "many", 2_000_000])
