@@ -240,6 +240,10 @@ def test_paging(beacons: Beacons) -> None:
     untotalled = beacons.get_page_by_filter(None, None, PagingParams(0, 3), "id DESC")
     assert [item["id"] for item in untotalled.data] == ["b024", "b023", "b022"]
     assert untotalled.total is None
+    # A trusted filter string with a literal '%' and no params, beside LIMIT and OFFSET.
+    like = beacons.get_page_by_filter(None, "label LIKE 'label 1%'", PagingParams(1, 3, True), "id")
+    assert [item["id"] for item in like.data] == ["b010", "b011", "b012"]
+    assert like.total == 11
 
 
 def test_max_page_size(component: PostgresConnection) -> None:
