@@ -504,18 +504,31 @@ class PostgresPersistence(
         if not statements:
             return
         name = self._quoted_table_name()
-        with connection.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
-            if self._table_exists(conn):
-                return
-            self._logger.debug(context, "Table %s does not exist: creating the schema", name)
-            for number, statement in enumerate(statements, 1):
-                try:
+        failed: tuple[int, str] | None = None  # the statement that failed, and its text
+        try:
+            with connection.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+                if self._table_exists(conn):
+                    return
+                self._logger.debug(context, "Table %s does not exist: creating the schema", name)
+                for number, statement in enumerate(statements, 1):
+                    failed = (number, _text(statement).as_string(conn))
                     conn.execute(_text(statement))
-                except psycopg.Error as error:
-                    raise self._schema_failed(
-                        context, conn, statement, number, len(statements), error
-                    ) from error
+                failed = None
+        except psycopg.Error as error:
+            if failed is None:
+                raise
+            cause: psycopg.Error | None = error
+        else:
+            return
+        # Made and raised outside the except block, so that neither the pip-services stack
+        # trace nor the hidden context carries the driver's error, which may quote a secret
+        # from a statement; it is the cause only when it holds none.
+        reason = str(cause).strip() or type(cause).__name__
+        failure = self._schema_failed(context, failed, len(statements), reason)
+        if redact(str(cause), self._secrets()) != str(cause):
+            cause = None
+        raise failure from cause
 
     def _table_exists(self, conn: psycopg.Connection[Any]) -> bool:
         found = conn.execute(
@@ -527,16 +540,9 @@ class PostgresPersistence(
         return found is not None
 
     def _schema_failed(
-        self,
-        context: IContext | None,
-        conn: psycopg.Connection[Any],
-        statement: Statement,
-        number: int,
-        count: int,
-        error: psycopg.Error,
+        self, context: IContext | None, failed: tuple[int, str], count: int, reason: str
     ) -> InvalidStateException:
-        text = statement if isinstance(statement, str) else statement.as_string(conn)
-        reason = str(error).strip() or type(error).__name__
+        number, text = failed
         message = redact(
             f"Could not create the schema of {self._describe()}: statement {number} of "
             f"{count} failed: {reason} (statement: {' '.join(text.split())[:300]})",

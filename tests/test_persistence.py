@@ -28,7 +28,7 @@ from pip_postgres import (
     PostgresPersistence,
 )
 
-from .conftest import Server, admin_query
+from .conftest import LogCapture, Server, admin_query
 
 CONNECTION = Descriptor("pip-services", "connection", "postgres", "default", "1.0")
 
@@ -723,3 +723,30 @@ def test_worked_example_of_the_docs(pg: Server, base_config_table: ConfigParams)
     finally:
         persistence.close(None)
     admin_query(pg, f"DROP TABLE {persistence._table_name}")
+
+
+def test_schema_failure_never_shows_the_password(
+    pg: Server, base_config_table: ConfigParams, logs: LogCapture
+) -> None:
+    assert pg.password
+    password = pg.password
+
+    class Quoting(IdentifiablePostgresPersistence[Item, str]):
+        def _define_schema(self) -> None:  # the server's reason quotes the value
+            self._ensure_schema(sql.SQL("SELECT {}::int").format(sql.Literal(password)))
+
+    persistence = Quoting()
+    persistence.configure(base_config_table)
+    persistence.set_references(logs.references)
+    with pytest.raises(InvalidStateException) as caught:
+        persistence.open(None)
+    error = caught.value
+    assert "invalid input syntax for type integer" in error.message
+    assert error.__cause__ is None and error.__context__ is None
+    logged = logs.text()
+    assert "Failed to create the schema" in logged
+    for text in (str(error), repr(error), str(error.to_json()), repr(persistence), logged):
+        assert password not in text
+    assert "***" in error.message
+    connection = persistence._connection
+    assert connection is not None and not connection.is_open()  # the private one is closed
