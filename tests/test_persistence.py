@@ -89,12 +89,15 @@ P = TypeVar("P", bound=PostgresPersistence[Any])
 
 @contextmanager
 def open_on(persistence: P, connection: PostgresConnection) -> Iterator[P]:
-    """``persistence``, open on the shared ``connection``; closed on exit."""
+    """``persistence``, open on the shared ``connection``; closed, its table dropped, on exit."""
     opened(persistence, connection)
     try:
         yield persistence
     finally:
         persistence.close(None)
+        with connection.connection() as conn:
+            drop = sql.SQL("DROP TABLE IF EXISTS {}")
+            conn.execute(drop.format(persistence._table_identifier()))
 
 
 @pytest.fixture
@@ -457,16 +460,12 @@ def test_unique_index_is_enforced(component: PostgresConnection) -> None:
             )
             self._ensure_index(f"{self._table_name}_code", {"code": True}, {"unique": True})
 
-    persistence = Unique(unique("uniq"))
-    opened(persistence, component)
-    try:
+    with open_on(Unique(unique("uniq")), component) as persistence:
         persistence.create(None, {"code": "A"})
         with pytest.raises(psycopg.errors.UniqueViolation):
             persistence.create(None, {"code": "A"})
         assert pool_idle(component)[0] == pool_idle(component)[1]
         assert persistence.create(None, {"code": "B"}) is not None  # not an aborted transaction
-    finally:
-        persistence.close(None)
 
 
 def test_no_table_name() -> None:
