@@ -108,6 +108,8 @@ def quote_identifier(name: str) -> str:
 
 #: No SQL at all.
 _NOTHING = sql.Composed([])
+#: No id given to a log message.
+_NO_ID = object()
 
 
 def _text(value: str | Query) -> Query:
@@ -490,9 +492,7 @@ class PostgresPersistence(
                     connection.close(context)
                 raise
             self._opened = True
-        self._logger.debug(
-            context, "Opened %s in database %s", self._describe(), self._database_name
-        )
+        self._logger.debug(context, f"Opened {self._describe()} in database {self._database_name}")
 
     def _create_schema(
         self,
@@ -510,7 +510,7 @@ class PostgresPersistence(
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
                 if self._table_exists(conn):
                     return
-                self._logger.debug(context, "Table %s does not exist: creating the schema", name)
+                self._logger.debug(context, f"Table {name} does not exist: creating the schema")
                 for number, statement in enumerate(statements, 1):
                     failed = (number, _text(statement).as_string(conn))
                     conn.execute(_text(statement))
@@ -575,10 +575,16 @@ class PostgresPersistence(
             self._opened = False
             if self._local_connection and self._connection is not None:
                 self._connection.close(context)
-        self._logger.debug(context, "Closed %s", self._describe())
+        self._logger.debug(context, f"Closed {self._describe()}")
 
     def _describe(self) -> str:
         return f"table {self._quoted_table_name()}" if self._table_name else "a persistence"
+
+    def _trace(self, context: IContext | None, what: str, id: Any = _NO_ID) -> None:
+        # Formatted here: pip-services loggers drop None arguments before formatting with %.
+        where = self._quoted_table_name()
+        message = f"{what} {where}" if id is _NO_ID else f"{what} {where} with id = {id!r}"
+        self._logger.trace(context, message)
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -673,7 +679,7 @@ class PostgresPersistence(
             if paging.total:
                 counted = cursor.execute(self._count(filter), params).fetchone()
                 total = int(counted["count"]) if counted else 0
-        self._logger.trace(context, "Retrieved %d from %s", len(rows), self._table_name)
+        self._trace(context, f"Retrieved {len(rows)} from")
         return DataPage(self._public(rows), total)
 
     def get_count_by_filter(
@@ -687,7 +693,7 @@ class PostgresPersistence(
         """
         rows = self._request(self._count(filter), params)
         count = int(rows[0]["count"]) if rows else 0
-        self._logger.trace(context, "Counted %d items in %s", count, self._table_name)
+        self._trace(context, f"Counted {count} items in")
         return count
 
     def get_list_by_filter(
@@ -708,7 +714,7 @@ class PostgresPersistence(
         :param params: (keyword) values for the placeholders of ``filter``.
         """
         rows = self._request(self._select(select) + _where(filter) + _order_by(sort), params)
-        self._logger.trace(context, "Retrieved %d from %s", len(rows), self._table_name)
+        self._trace(context, f"Retrieved {len(rows)} from")
         return self._public(rows)
 
     def get_one_random(
@@ -732,7 +738,7 @@ class PostgresPersistence(
                     + sql.SQL(" OFFSET {} LIMIT 1").format(sql.Literal(random.randrange(count)))
                 )
                 rows = cursor.execute(query, params).fetchall()
-        self._logger.trace(context, "Retrieved a random item from %s", self._table_name)
+        self._trace(context, "Retrieved a random item from")
         return self._first(rows)
 
     def create(self, context: IContext | None, item: T) -> T | None:
@@ -746,7 +752,7 @@ class PostgresPersistence(
             return None
         row = self._convert_from_public(item)
         rows = self._request(self._insert(row), list(row.values()))
-        self._logger.trace(context, "Created in %s with id = %s", self._table_name, row.get("id"))
+        self._trace(context, "Created in", row.get("id"))
         return self._first(rows)
 
     def _insert(self, row: Row, suffix: sql.Composable = _NOTHING) -> sql.Composed:
@@ -775,7 +781,7 @@ class PostgresPersistence(
         query = sql.SQL("DELETE FROM {}{}").format(self._table_identifier(), _where(filter))
         with self._cursor() as cursor:
             count = cursor.execute(query, params).rowcount
-        self._logger.trace(context, "Deleted %d items from %s", count, self._table_name)
+        self._trace(context, f"Deleted {count} items from")
         return count
 
 
@@ -826,7 +832,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         if not ids:
             return []
         rows = self._request(self._select() + self._in_ids(ids), list(ids))
-        self._logger.trace(context, "Retrieved %d from %s", len(rows), self._table_name)
+        self._trace(context, f"Retrieved {len(rows)} from")
         return self._public(rows)
 
     @staticmethod
@@ -842,7 +848,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         :return: the item, or ``None`` if there is none.
         """
         rows = self._request(self._select() + sql.SQL(' WHERE "id" = %s'), [id])
-        self._logger.trace(context, "Retrieved from %s with id = %s", self._table_name, id)
+        self._trace(context, "Retrieved from", id)
         return self._first(rows)
 
     def create(self, context: IContext | None, item: T) -> T | None:
@@ -870,7 +876,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         )
         suffix = sql.SQL(' ON CONFLICT ("id") DO UPDATE SET {}').format(updates)
         rows = self._request(self._insert(row, suffix), list(row.values()))
-        self._logger.trace(context, "Set in %s with id = %s", self._table_name, row.get("id"))
+        self._trace(context, "Set in", row.get("id"))
         return self._first(rows)
 
     def update(self, context: IContext | None, item: T) -> T | None:
@@ -912,7 +918,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
             sql.SQL("UPDATE {} SET {}").format(self._table_identifier(), assignments)
         )
         rows = self._request(query, [*row.values(), id])
-        self._logger.trace(context, "Updated in %s with id = %s", self._table_name, id)
+        self._trace(context, "Updated in", id)
         return self._first(rows)
 
     def delete_by_id(self, context: IContext | None, id: K) -> T | None:
@@ -924,7 +930,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         """
         query = self._by_id(sql.SQL("DELETE FROM {}").format(self._table_identifier()))
         rows = self._request(query, [id])
-        self._logger.trace(context, "Deleted from %s with id = %s", self._table_name, id)
+        self._trace(context, "Deleted from", id)
         return self._first(rows)
 
     def delete_by_ids(self, context: IContext | None, ids: Sequence[K]) -> int:
@@ -939,7 +945,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         query = sql.SQL("DELETE FROM {}").format(self._table_identifier()) + self._in_ids(ids)
         with self._cursor() as cursor:
             count = cursor.execute(query, list(ids)).rowcount
-        self._logger.trace(context, "Deleted %d items from %s", count, self._table_name)
+        self._trace(context, f"Deleted {count} items from")
         return count
 
 
@@ -1005,5 +1011,5 @@ class IdentifiableJsonPostgresPersistence(IdentifiablePostgresPersistence[T, K])
             )
         )
         rows = self._request(query, [row["data"], id])
-        self._logger.trace(context, "Updated partially in %s with id = %s", self._table_name, id)
+        self._trace(context, "Updated partially in", id)
         return self._first(rows)

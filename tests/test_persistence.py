@@ -79,8 +79,11 @@ def pool_idle(connection: PostgresConnection) -> tuple[int, int]:
     return stats["pool_size"], stats["pool_available"]
 
 
-def opened(persistence: PostgresPersistence[Any], connection: PostgresConnection) -> None:
-    persistence.set_references(References.from_tuples(CONNECTION, connection))
+def opened(
+    persistence: PostgresPersistence[Any], connection: PostgresConnection, *more: Any
+) -> None:
+    """Open ``persistence`` on ``connection``; ``more``: other (descriptor, component) pairs."""
+    persistence.set_references(References.from_tuples(CONNECTION, connection, *more))
     persistence.open(None)
 
 
@@ -88,9 +91,9 @@ P = TypeVar("P", bound=PostgresPersistence[Any])
 
 
 @contextmanager
-def open_on(persistence: P, connection: PostgresConnection) -> Iterator[P]:
+def open_on(persistence: P, connection: PostgresConnection, *more: Any) -> Iterator[P]:
     """``persistence``, open on the shared ``connection``; closed, its table dropped, on exit."""
-    opened(persistence, connection)
+    opened(persistence, connection, *more)
     try:
         yield persistence
     finally:
@@ -749,3 +752,32 @@ def test_schema_failure_never_shows_the_password(
     assert "***" in error.message
     connection = persistence._connection
     assert connection is not None and not connection.is_open()  # the private one is closed
+
+
+# -- the base class, on a table whose id the server makes ---------------------------------------
+
+
+class Events(PostgresPersistence[Item]):
+    def _define_schema(self) -> None:
+        self._ensure_schema(
+            f"CREATE TABLE {self._quoted_table_name()} "
+            "(id SERIAL PRIMARY KEY, name TEXT DEFAULT 'unnamed', at DATE)"
+        )
+
+
+def test_base_class_with_server_made_ids_and_trace_logging(
+    component: PostgresConnection, logs: LogCapture
+) -> None:
+    logger = Descriptor("pip-services", "logger", "console", "default", "1.0")
+    with open_on(Events(unique("events")), component, logger, logs.logger) as persistence:
+        first = persistence.create(None, {"name": "start", "at": dt.date(2024, 5, 1)})
+        assert first == {"id": 1, "name": "start", "at": dt.date(2024, 5, 1)}
+        assert persistence.create(None, {}) == {"id": 2, "name": "unnamed", "at": None}
+        assert persistence.create(None, None) is None  # type: ignore[arg-type]
+        page = persistence.get_page_by_filter(None, "at IS NULL", PagingParams(0, 10, True))
+        assert page.data == [{"id": 2, "name": "unnamed", "at": None}] and page.total == 1
+        assert persistence.delete_by_filter(None, sql.SQL("id = %s"), params=[1]) == 1
+        assert persistence.get_list_by_filter(None, None, None, "name") == [{"name": "unnamed"}]
+    logged = logs.text()
+    assert f'Created in "{persistence._table_name}" with id = None' in logged
+    assert f'Deleted 1 items from "{persistence._table_name}"' in logged
