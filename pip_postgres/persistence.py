@@ -59,6 +59,7 @@ from .config import _Section, redact
 from .connection import PostgresConnection
 
 __all__ = [
+    "DEFAULT_MAX_PAGE_SIZE",
     "Filter",
     "IdentifiableJsonPostgresPersistence",
     "IdentifiablePostgresPersistence",
@@ -68,6 +69,8 @@ __all__ = [
     "Select",
     "Sort",
     "Statement",
+    "public_fields",
+    "quote_identifier",
 ]
 
 T = TypeVar("T")
