@@ -21,6 +21,7 @@ from pip_services4_components.refer import Descriptor, IReferenceable, IReferenc
 from .config import (
     PostgresConfig,
     PostgresOptions,
+    check_credential,
     connection_sections,
     credential_sections,
 )
@@ -93,10 +94,14 @@ class PostgresConnectionResolver(IReferenceable, IConfigurable):
 
         :param config: the component's configuration.
         :raises ConfigException: no connection is configured, or one that needs no discovery
-            is invalid.
+            is invalid, or a credential given inline has a user name or password that is not
+            a string or holds a NUL character.
         """
         connections: list[Section] = list(connection_sections(config))
         credentials: list[Section] = list(credential_sections(config))
+        for credential in credentials:
+            if _key(credential[1], "store_key") is None:
+                check_credential(credential)
         static = [c for c in connections if _key(c[1], "discovery_key") is None]
         if len(static) == len(connections):
             PostgresConfig.from_sections(static, None, PostgresOptions())
