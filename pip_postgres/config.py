@@ -406,7 +406,7 @@ def _parse_uri(uri: str, key: str) -> dict[str, str]:
     try:
         params = conninfo_to_dict(uri)
     except psycopg.Error as error:
-        problem = redact_fragments(str(error).strip(), uri_secrets(uri))
+        problem = redact_fragments(str(error).strip(), uri)
     if problem is not None:
         raise _error(
             "BAD_URI",

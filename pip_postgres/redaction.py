@@ -79,22 +79,49 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-def redact_fragments(text: str, secrets: Iterable[str | None]) -> str:
-    """:func:`redact`, and also hide every double-quoted token that is a piece of a secret.
+def redact_fragments(text: str, uri: str) -> str:
+    """Hide the secrets of ``uri`` in a libpq error about it, and every piece of them.
 
-    libpq quotes the part of a connection string it could not parse, and that part may be a
-    piece of a password (a URI password with an unencoded ``/`` is split at it).
+    libpq quotes the part of a connection string it could not parse, and that part may hold
+    a piece of a password: a URI password with an unencoded ``/`` is split at it, and its
+    second half is read as the start of the database name. So, beyond :func:`redact` with
+    :func:`uri_secrets`, every double-quoted token of ``text`` that, where it stands in
+    ``uri``, overlaps a secret part of it is hidden.
 
-    :param text: a libpq parse error.
-    :param secrets: the secrets; ``None`` and empty strings are skipped.
+    :param text: a libpq error about ``uri``.
+    :param uri: the ``postgresql://`` URI or ``key=value`` string libpq was given.
     """
-    candidates = [secret for secret in secrets if secret]
+    spans = _secret_spans(uri)
+
+    def overlaps(token: str) -> bool:
+        at = uri.find(token)
+        while at >= 0:
+            if any(at < end and start < at + len(token) for start, end in spans):
+                return True
+            at = uri.find(token, at + 1)
+        return False
 
     def hide(match: re.Match[str]) -> str:
         token = match.group(1)
-        return f'"{MASK}"' if token and any(token in c for c in candidates) else match.group(0)
+        return f'"{MASK}"' if token and overlaps(token) else match.group(0)
 
-    return redact(_QUOTED.sub(hide, text), candidates)
+    return redact(_QUOTED.sub(hide, text), uri_secrets(uri))
+
+
+def _secret_spans(uri: str) -> list[tuple[int, int]]:
+    """Where the secrets of a connection string are, as (start, end) offsets.
+
+    Found even if it does not parse: a URI's user information (before the last ``@``) and
+    secret query values, or the values of a ``key=value`` string's secret keys.
+    """
+    scheme = _SCHEME.match(uri)
+    if scheme is None:
+        return [match.span(1) for match in _KEYWORD_SECRET.finditer(uri)]
+    spans = [match.span(1) for match in _QUERY_SECRET.finditer(uri, scheme.end())]
+    at = uri.rfind("@")
+    if at >= scheme.end():
+        spans.append((scheme.end(), at))
+    return spans
 
 
 def uri_secrets(uri: str) -> list[str]:
@@ -102,27 +129,20 @@ def uri_secrets(uri: str) -> list[str]:
 
     For a ``postgresql://`` URI: everything before the last ``@`` (user name and password, as
     written), the password part of it, and the values of secret query parameters; for a
-    ``key=value`` string, the values of the secret keys. Each is given as written and
-    percent-decoded.
+    ``key=value`` string, the values of the secret keys, quoted and unquoted. Each is given
+    as written and percent-decoded.
 
     :param uri: a ``postgresql://`` URI or a libpq ``key=value`` string.
     """
     found: list[str] = []
-    scheme = _SCHEME.match(uri)
-    if scheme is not None:
-        rest = uri[scheme.end() :]
-        at = rest.rfind("@")
-        if at >= 0:
-            found.append(rest[:at])
-            if ":" in rest[:at]:
-                found.append(rest[:at].partition(":")[2])
-        found += _QUERY_SECRET.findall(rest)
-    else:
-        for value in _KEYWORD_SECRET.findall(uri):
-            found.append(value)
-            if value.startswith("'"):
-                inner = value[1:-1] if len(value) > 1 and value.endswith("'") else value[1:]
-                found.append(re.sub(r"\\(.)", r"\1", inner))
+    for start, end in _secret_spans(uri):
+        value = uri[start:end]
+        found.append(value)
+        if ":" in value:
+            found.append(value.partition(":")[2])
+        if value.startswith("'"):
+            inner = value[1:-1] if len(value) > 1 and value.endswith("'") else value[1:]
+            found.append(re.sub(r"\\(.)", r"\1", inner))
     found += [unquote(value) for value in found]
     return sorted({value for value in found if value}, key=len, reverse=True)
 
