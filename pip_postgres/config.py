@@ -590,9 +590,31 @@ class PostgresConfig:
         :raises ConfigException: see :meth:`from_config`. Its message never holds a secret
             of the configuration, and it is raised with no exception chain.
         """
-        failure: ConfigException | None = None
+        failure: ConfigException
         try:
-            return cls._from_sections(connections, credential, options)
+            if not connections:
+                raise _error(
+                    "NO_CONNECTION",
+                    "connection",
+                    "is not set: give connection.host or "
+                    "connection.uri (or connections.<name>.host for several servers)",
+                )
+            targets = [(prefix, _parse_target(section, prefix)) for prefix, section in connections]
+            endpoints = tuple(endpoint for _, target in targets for endpoint in target.endpoints)
+            params = _merge_params(targets, "params")
+            secret_params = _merge_params(targets, "secret_params", secret=True)
+            username = _same_everywhere(targets, "username", "uri user")
+            password = _same_everywhere(targets, "password", "uri password", secret=True)
+            given_username, given_password = _credential_of(credential)
+            return cls(
+                endpoints=endpoints,
+                database=_same_everywhere(targets, "database", "database"),
+                username=given_username or username,
+                password=given_password or password,
+                params=tuple(sorted(params.items())),
+                secret_params=tuple(sorted(secret_params.items())),
+                options=options,
+            )
         except ConfigException as error:
             failure = error
         message = redact(failure.message or "", _raw_secrets(connections, credential))
@@ -600,39 +622,10 @@ class PostgresConfig:
             raise failure
         raise ConfigException(None, failure.code, message)
 
-    @classmethod
-    def _from_sections(
-        cls,
-        connections: Sequence[tuple[str, Mapping[str, Any]]],
-        credential: tuple[str, Mapping[str, Any]] | None,
-        options: PostgresOptions,
-    ) -> PostgresConfig:
-        if not connections:
-            raise _error(
-                "NO_CONNECTION",
-                "connection",
-                "is not set: give connection.host or "
-                "connection.uri (or connections.<name>.host for several servers)",
-            )
-        targets = [(prefix, _parse_target(section, prefix)) for prefix, section in connections]
-        endpoints = tuple(endpoint for _, target in targets for endpoint in target.endpoints)
-        params = _merge_params(targets, "params")
-        secret_params = _merge_params(targets, "secret_params", secret=True)
-        username = _same_everywhere(targets, "username", "uri user")
-        password = _same_everywhere(targets, "password", "uri password", secret=True)
-        given_username, given_password = _credential_of(credential)
-        return cls(
-            endpoints=endpoints,
-            database=_same_everywhere(targets, "database", "database"),
-            username=given_username or username,
-            password=given_password or password,
-            params=tuple(sorted(params.items())),
-            secret_params=tuple(sorted(secret_params.items())),
-            options=options,
-        )
-
     def conninfo(self) -> str:
-        """The libpq connection string, without the password (see :meth:`connect_kwargs`).
+        """The libpq connection string, without the password or any other secret parameter.
+
+        Those are in :meth:`connect_kwargs`.
 
         Explicit keys win over the same parameters in ``connection.uri``: ``host``, ``port``,
         ``database``, ``username``, ``password`` and the ``options`` that are set

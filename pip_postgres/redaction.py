@@ -1,8 +1,8 @@
 """What is secret in a PostgreSQL configuration, and how it is kept out of every message.
 
-This is the one home of redaction: :mod:`pip_postgres.config` uses it for configuration
-errors, :mod:`pip_postgres.connection` for connection errors and log lines, and
-:mod:`pip_postgres.pool` for the last connection error it reports.
+This is the one home of redaction: ``pip_postgres.config`` uses it for configuration
+errors, ``pip_postgres.connection`` for connection errors and log lines, and
+``pip_postgres.pool`` for the last connection error it reports.
 
 A secret is hidden in every form it may take in a text: as it is, percent-encoded (as in a
 URI), quoted for a libpq ``key=value`` string, and escaped by ``repr()`` or JSON. Hiding more
