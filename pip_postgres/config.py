@@ -562,7 +562,7 @@ class PostgresConfig:
         params = config if isinstance(config, ConfigParams) else ConfigParams.from_value(config)
         connections = connection_sections(params)
         for prefix, section in connections:
-            if _Section(section, prefix).string("discovery_key") is not None and not (
+            if string_value((prefix, section), "discovery_key") is not None and not (
                 "host" in section or "uri" in section
             ):
                 raise _error(
@@ -698,6 +698,15 @@ def _credential_of(
         return None, None
     section = _Section(credential[1], credential[0])
     return section.string("username", "user"), section.string("password", "pass")
+
+
+def string_value(section: tuple[str, Mapping[str, Any]], name: str) -> str | None:
+    """Read one string key of a (key prefix, section) pair.
+
+    :return: the value, or ``None`` when it is not set or blank.
+    :raises ConfigException: the value is a list or a section, bytes, or holds a NUL character.
+    """
+    return _Section(section[1], section[0]).string(name)
 
 
 def check_credential(credential: tuple[str, Mapping[str, Any]]) -> None:

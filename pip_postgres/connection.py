@@ -240,13 +240,15 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         options = config.options
 
         def on_leak(leak: Leak) -> None:
+            # The stack shows source lines of the caller's code, which might quote a secret.
+            stack = redact(leak.stack, config.secrets())
             self._logger.warn(
                 context,
                 "Connection leak suspected: a connection of pool %s has been checked out "
                 "for %.1f s and not returned. It was checked out at:\n%s",
                 leak.pool,
                 leak.held,
-                leak.stack,
+                stack,
             )
 
         return PostgresPool(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -86,13 +87,16 @@ def closed_port() -> int:
         return port
 
 
-def _configure_error(values: dict[str, Any]) -> ConfigException:
+def _configure_error(values: dict[str, Any], *, parsed_alone: bool = True) -> ConfigException:
+    """The error of ``configure()``; the same as ``PostgresConfig.from_config``'s if
+    ``parsed_alone`` (that one does not look at ``store_key``, which needs references)."""
     component = PostgresConnection()
     with pytest.raises(ConfigException) as info:
         component.configure(ConfigParams.from_value(values))
-    with pytest.raises(ConfigException) as again:
-        PostgresConfig.from_config(values)
-    assert again.value.message == info.value.message
+    if parsed_alone:
+        with pytest.raises(ConfigException) as again:
+            PostgresConfig.from_config(values)
+        assert again.value.message == info.value.message
     return info.value
 
 
@@ -306,6 +310,8 @@ def test_host_names_addresses_and_socket_directories_are_accepted(host: str) -> 
         ("connection.port", [5432]),
         ("connection.host", ["h1", "h2"]),
         ("credential.password", {"a": "b"}),
+        ("connection.discovery_key", ["a", "b"]),
+        ("credential.store_key", ["a"]),
     ],
 )
 def test_a_list_or_section_where_one_value_is_expected_is_refused(key: str, value: Any) -> None:
@@ -313,7 +319,7 @@ def test_a_list_or_section_where_one_value_is_expected_is_refused(key: str, valu
     section, _, name = key.partition(".")
     nested = {k: v for k, v in values.items() if k != key}
     for given_as in (values, {**nested, section: {name: value}}):
-        error = _configure_error(given_as)
+        error = _configure_error(given_as, parsed_alone=name != "store_key")
         assert error.message == f"{key}: must be a single value, not a list or a section"
 
 
@@ -349,3 +355,30 @@ def test_shows_secret_looks_through_the_whole_chain() -> None:
     wrapped = ConfigException(None, "X", "clean")
     wrapped.with_cause(Exception(f"cause: {secret}"))
     assert shows_secret(wrapped, [secret])
+
+
+def test_a_leak_report_hides_a_secret_quoted_in_the_checkout_stack(
+    pg: Server, logs: LogCapture
+) -> None:
+    # The reported stack shows the caller's source lines; this one quotes the SSL key password.
+    secret = "Vq3-Leak-Sslpw-7781"
+    uri = f"postgresql://{pg.host}:{pg.port}/{pg.database}?sslmode=disable&sslpassword={secret}"
+    values = dict(base_config(pg, options__leak_detection_threshold=100))
+    del values["connection.host"], values["connection.port"], values["connection.database"]
+    component = PostgresConnection()
+    component.set_references(logs.references)
+    component.configure(ConfigParams.from_value({**values, "connection.uri": uri}))
+    component.open(None)
+    try:
+        with component.connection():  # the source line: "Vq3-Leak-Sslpw-7781"
+            pool = component.get_connection()
+            assert pool is not None
+            deadline = time.monotonic() + 10
+            while pool.get_stats()["leaks_reported"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        text = logs.text()
+        assert "Connection leak suspected" in text
+        assert "the source line: " in text
+        assert secret not in text
+    finally:
+        component.close(None)
