@@ -418,9 +418,9 @@ def _parse_uri(uri: str, key: str) -> dict[str, str]:
         raise _error(
             "BAD_URI",
             key,
-            "libpq reads its user name and password differently than they are written: "
-            "percent-encode the characters @ / : ? # % and spaces in them "
-            "(urllib.parse.quote(password, safe=''))",
+            "libpq does not read the user name and password that appear before its last '@': "
+            "percent-encode the characters @ / : ? # % and spaces in them, and any '@' "
+            "after the host (urllib.parse.quote(password, safe=''))",
         )
     return {name: str(value) for name, value in params.items() if value is not None}
 

@@ -267,6 +267,11 @@ def test_a_piece_of_a_password_that_libpq_quotes_is_hidden() -> None:
     # Encoded, the same password is read as written.
     config = PostgresConfig.from_config({"connection.uri": "postgresql://u:Qx7v%2FKp%40W3@h/db"})
     assert config.password == "Qx7v/Kp@W3"
+    # Characters libpq reads right where they are need no encoding; nor does an "@" after
+    # the host where no ":" precedes it.
+    config = PostgresConfig.from_config({"connection.uri": "postgresql://u:a?b#c:d@h/db"})
+    assert config.password == "a?b#c:d"
+    assert PostgresConfig.from_config({"connection.uri": "postgresql://h/db@x"}).database == "db@x"
 
 
 @pytest.mark.parametrize(
@@ -370,9 +375,13 @@ def test_a_leak_report_hides_a_secret_quoted_in_the_checkout_stack(
     component.configure(ConfigParams.from_value({**values, "connection.uri": uri}))
     component.open(None)
     try:
-        with component.connection():  # the source line: "Vq3-Leak-Sslpw-7781"
+        with component.connection() as conn:  # the source line: "Vq3-Leak-Sslpw-7781"
+            # It reaches libpq, though it is not in the connection string.
+            given = {option.keyword: option.val for option in conn.pgconn.info}
+            assert given[b"sslpassword"] == secret.encode()
             pool = component.get_connection()
             assert pool is not None
+            assert secret not in pool.conninfo and secret not in repr(component)
             deadline = time.monotonic() + 10
             while pool.get_stats()["leaks_reported"] == 0 and time.monotonic() < deadline:
                 time.sleep(0.02)
