@@ -14,6 +14,7 @@ problem, and never the password.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,8 @@ import psycopg
 from pip_services4_commons.errors import ConfigException
 from pip_services4_components.config import ConfigParams
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .redaction import SECRET_PARAMS, redact, redact_fragments, uri_password, uri_secrets
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_MS",
@@ -83,9 +86,20 @@ class _Section:
         return f"{self._prefix}{name}"
 
     def raw(self, *names: str) -> tuple[str, Any]:
-        """Return the first name that is set, and its value (``None`` when none is set)."""
+        """Return the first name that is set, and its value (``None`` when none is set).
+
+        :raises ConfigException: one of the names holds a list or a section (``ConfigParams``
+            flattens ``{"port": [1, 2]}`` into ``port.0`` and ``port.1``), not one value.
+        """
         for name in names:
             value = self._values.get(name)
+            nested = f"{name}."
+            if isinstance(value, (Mapping, list, tuple, set, frozenset)) or any(
+                isinstance(key, str) and key.startswith(nested) for key in self._values
+            ):
+                raise _error(
+                    "BAD_VALUE", self.key(name), "must be a single value, not a list or a section"
+                )
             if value is not None and not (isinstance(value, str) and value.strip() == ""):
                 return name, value
         return names[0], None
@@ -339,48 +353,76 @@ class _Target:
     username: str | None
     password: str | None
     params: dict[str, str]
+    secret_params: dict[str, str]
 
 
 def _port(value: Any, key: str) -> int:
     return _Section({key: value}, "").integer(key, DEFAULT_PORT, 1, 65535)
 
 
-def _check_host(host: str, key: str) -> str:
+def _host_problem(host: str) -> str | None:
+    """What is wrong with ``host`` as libpq and the resolver would take it, or ``None``.
+
+    A Unix socket directory (an absolute path, or ``@`` and a Linux abstract namespace name)
+    and an IP address are taken as they are; a host name must have labels of 1 to 63
+    characters, 253 characters at most in all (a final dot is allowed), and encode to IDNA,
+    as the resolver (``socket.getaddrinfo``) demands.
+    """
     if any(char in host for char in ", \t\r\n\\'\"") or not host.isprintable():
-        raise _error(
-            "BAD_VALUE",
-            key,
-            f"{_show(host)} is not a host name, an IP address or a socket directory",
-        )
+        return "is not a host name, an IP address or a socket directory"
+    if host.startswith(("/", "@")):
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253:
+        return "is not a valid host name: longer than 253 characters"
+    if any(not 1 <= len(label) <= 63 for label in name.split(".")):
+        return "is not a valid host name: each dot-separated label must have 1 to 63 characters"
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return "is not a valid host name: it cannot be encoded for the resolver (IDNA)"
+    return None
+
+
+def _check_host(host: str, key: str) -> str:
+    problem = _host_problem(host)
+    if problem is not None:
+        raise _error("BAD_VALUE", key, f"{_show(host)} {problem}")
     return host
 
 
-def _parse_uri(uri: str, key: str, secrets: Sequence[str]) -> dict[str, str]:
+def _parse_uri(uri: str, key: str) -> dict[str, str]:
+    """Parse a URI or ``key=value`` string with libpq's own parser.
+
+    The error is raised outside the handler of libpq's, so that no exception chain
+    (``__context__``) keeps libpq's message, which may quote the whole string.
+    """
+    problem: str | None = None
     try:
         params = conninfo_to_dict(uri)
     except psycopg.Error as error:
-        message = redact(str(error).strip(), secrets)
+        problem = redact_fragments(str(error).strip(), uri)
+    if problem is not None:
         raise _error(
             "BAD_URI",
             key,
-            f"not a valid postgresql:// URI or key=value connection string ({message})",
-        ) from None
+            f"not a valid postgresql:// URI or key=value connection string ({problem})",
+        )
+    password = uri_password(uri)
+    if password is not None and params.get("password") != password:
+        raise _error(
+            "BAD_URI",
+            key,
+            "libpq does not read the user name and password that appear before its last '@': "
+            "percent-encode the characters @ / : ? # % and spaces in them, and any '@' "
+            "after the host (urllib.parse.quote(password, safe=''))",
+        )
     return {name: str(value) for name, value in params.items() if value is not None}
-
-
-def _uri_secrets(uri: str) -> list[str]:
-    """Best-effort guess of the password inside a URI that may not parse."""
-    found = re.findall(r"://[^:/@?]*:([^@/?]*)@", uri)
-    found += re.findall(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", uri)
-    return [secret.strip("'") for secret in found if secret]
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every non-empty secret in ``text`` with ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _ports(section: _Section, uri_ports: list[str], count: int) -> list[int]:
@@ -401,7 +443,7 @@ def _ports(section: _Section, uri_ports: list[str], count: int) -> list[int]:
 def _parse_target(values: Mapping[str, Any], prefix: str) -> _Target:
     section = _Section(values, prefix)
     uri = section.string("uri")
-    params = _parse_uri(uri, section.key("uri"), _uri_secrets(uri)) if uri is not None else {}
+    params = _parse_uri(uri, section.key("uri")) if uri is not None else {}
     uri_hosts = params.pop("host").split(",") if "host" in params else [""]
     uri_ports = params.pop("port").split(",") if "port" in params else []
     host = section.string("host", "ip")
@@ -414,28 +456,38 @@ def _parse_target(values: Mapping[str, Any], prefix: str) -> _Target:
         raise _error("NO_HOST", section.key("host"), f"is not set: give it or {section.key('uri')}")
     ports = _ports(section, uri_ports, len(hosts))
     dbname = params.pop("dbname", None)
+    password = params.pop("password", None)
+    secret_params = {name: params.pop(name) for name in SECRET_PARAMS & params.keys()}
     return _Target(
         endpoints=tuple(
             Endpoint(_check_host(h, host_key), port) for h, port in zip(hosts, ports, strict=True)
         ),
         database=section.string("database") or dbname,
         username=params.pop("user", None),
-        password=params.pop("password", None),
+        password=password,
         params=params,
+        secret_params=secret_params,
     )
 
 
-def _merge_params(targets: Sequence[tuple[str, _Target]]) -> dict[str, str]:
+def _merge_params(
+    targets: Sequence[tuple[str, _Target]], attribute: str, *, secret: bool = False
+) -> dict[str, str]:
+    """Merge the URI parameters of all connections; a secret one's values are never shown."""
     merged: dict[str, str] = {}
     origin: dict[str, str] = {}
     for prefix, target in targets:
-        for name, value in target.params.items():
+        values: dict[str, str] = getattr(target, attribute)
+        for name, value in values.items():
             if name in merged and merged[name] != value:
+                differs = (
+                    f"sets a different {name} than {origin[name]}uri"
+                    if secret
+                    else f"sets {name}={_show(value)} but {origin[name]}uri sets "
+                    f"{_show(merged[name])}"
+                )
                 raise _error(
-                    "CONFLICT",
-                    f"{prefix}uri",
-                    f"sets {name}={_show(value)} but {origin[name]}uri sets "
-                    f"{_show(merged[name])}; all connections share one setting",
+                    "CONFLICT", f"{prefix}uri", f"{differs}; all connections share one setting"
                 )
             merged.setdefault(name, value)
             origin.setdefault(name, prefix)
@@ -443,8 +495,9 @@ def _merge_params(targets: Sequence[tuple[str, _Target]]) -> dict[str, str]:
 
 
 def _same_everywhere(
-    targets: Sequence[tuple[str, _Target]], attribute: str, what: str
+    targets: Sequence[tuple[str, _Target]], attribute: str, what: str, *, secret: bool = False
 ) -> str | None:
+    """The value all connections that set it agree on; a secret one is never shown."""
     chosen: str | None = None
     chosen_at = ""
     for prefix, target in targets:
@@ -452,11 +505,13 @@ def _same_everywhere(
         if value is None:
             continue
         if chosen is not None and value != chosen:
+            differs = (
+                f"differs from {chosen_at}{what}"
+                if secret
+                else f"is {_show(value)} but {chosen_at}{what} is {_show(chosen)}"
+            )
             raise _error(
-                "CONFLICT",
-                f"{prefix}{what}",
-                f"is {_show(value)} but {chosen_at}{what} is {_show(chosen)}; "
-                "all connections must name the same one",
+                "CONFLICT", f"{prefix}{what}", f"{differs}; all connections must name the same one"
             )
         if chosen is None:
             chosen, chosen_at = value, prefix
@@ -467,8 +522,9 @@ def _same_everywhere(
 class PostgresConfig:
     """Everything needed to open the pool: addresses, database, credential and options.
 
-    Build it with :meth:`from_config`. It is immutable, and its ``repr`` never shows the
-    password.
+    Build it with :meth:`from_config`. It is immutable, and neither its ``repr`` nor
+    :meth:`conninfo` shows the password or any other secret libpq parameter
+    (:data:`~pip_postgres.redaction.SECRET_PARAMS`): those travel in :meth:`connect_kwargs`.
     """
 
     #: Servers to try, in order (libpq multi-host failover). At least one.
@@ -480,8 +536,12 @@ class PostgresConfig:
     #: Password; never shown by ``repr`` or ``str``.
     password: str | None = field(default=None, repr=False)
     #: Further libpq parameters taken from ``connection.uri`` (``sslmode``,
-    #: ``target_session_attrs``, ...), as sorted (name, value) pairs.
+    #: ``target_session_attrs``, ...), as sorted (name, value) pairs; never a secret one.
     params: tuple[tuple[str, str], ...] = ()
+    #: Secret libpq parameters other than the password taken from ``connection.uri``
+    #: (``sslpassword``, ``oauth_client_secret``), as sorted (name, value) pairs; never shown
+    #: by ``repr`` or ``str``.
+    secret_params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     #: Pool sizing, timeouts and session settings.
     options: PostgresOptions = field(default_factory=PostgresOptions)
 
@@ -502,7 +562,7 @@ class PostgresConfig:
         params = config if isinstance(config, ConfigParams) else ConfigParams.from_value(config)
         connections = connection_sections(params)
         for prefix, section in connections:
-            if _Section(section, prefix).string("discovery_key") is not None and not (
+            if string_value((prefix, section), "discovery_key") is not None and not (
                 "host" in section or "uri" in section
             ):
                 raise _error(
@@ -527,35 +587,45 @@ class PostgresConfig:
             ``"connections.primary."``, names keys in error messages.
         :param credential: the (key prefix, section) pair of the credential, or ``None``.
         :param options: the parsed options.
-        :raises ConfigException: see :meth:`from_config`.
+        :raises ConfigException: see :meth:`from_config`. Its message never holds a secret
+            of the configuration, and it is raised with no exception chain.
         """
-        if not connections:
-            raise _error(
-                "NO_CONNECTION",
-                "connection",
-                "is not set: give connection.host or "
-                "connection.uri (or connections.<name>.host for several servers)",
+        failure: ConfigException
+        try:
+            if not connections:
+                raise _error(
+                    "NO_CONNECTION",
+                    "connection",
+                    "is not set: give connection.host or "
+                    "connection.uri (or connections.<name>.host for several servers)",
+                )
+            targets = [(prefix, _parse_target(section, prefix)) for prefix, section in connections]
+            endpoints = tuple(endpoint for _, target in targets for endpoint in target.endpoints)
+            params = _merge_params(targets, "params")
+            secret_params = _merge_params(targets, "secret_params", secret=True)
+            username = _same_everywhere(targets, "username", "uri user")
+            password = _same_everywhere(targets, "password", "uri password", secret=True)
+            given_username, given_password = _credential_of(credential)
+            return cls(
+                endpoints=endpoints,
+                database=_same_everywhere(targets, "database", "database"),
+                username=given_username or username,
+                password=given_password or password,
+                params=tuple(sorted(params.items())),
+                secret_params=tuple(sorted(secret_params.items())),
+                options=options,
             )
-        targets = [(prefix, _parse_target(section, prefix)) for prefix, section in connections]
-        endpoints = tuple(endpoint for _, target in targets for endpoint in target.endpoints)
-        params = _merge_params(targets)
-        username = _same_everywhere(targets, "username", "uri user")
-        password = _same_everywhere(targets, "password", "uri password")
-        if credential is not None:
-            section = _Section(credential[1], credential[0])
-            username = section.string("username", "user") or username
-            password = section.string("password", "pass") or password
-        return cls(
-            endpoints=endpoints,
-            database=_same_everywhere(targets, "database", "database"),
-            username=username,
-            password=password,
-            params=tuple(sorted(params.items())),
-            options=options,
-        )
+        except ConfigException as error:
+            failure = error
+        message = redact(failure.message or "", _raw_secrets(connections, credential))
+        if message == failure.message:
+            raise failure
+        raise ConfigException(None, failure.code, message)
 
     def conninfo(self) -> str:
-        """The libpq connection string, without the password (see :meth:`connect_kwargs`).
+        """The libpq connection string, without the password or any other secret parameter.
+
+        Those are in :meth:`connect_kwargs`.
 
         Explicit keys win over the same parameters in ``connection.uri``: ``host``, ``port``,
         ``database``, ``username``, ``password`` and the ``options`` that are set
@@ -576,12 +646,22 @@ class PostgresConfig:
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`psycopg.connect` beside :meth:`conninfo`.
 
-        :return: the password (when there is one) and the autocommit mode.
+        :return: the password (when there is one), the other secret parameters and the
+            autocommit mode.
         """
         kwargs: dict[str, Any] = {"autocommit": self.options.autocommit}
+        kwargs.update(self.secret_params)
         if self.password is not None:
             kwargs["password"] = self.password
         return kwargs
+
+    def secrets(self) -> list[str]:
+        """The secrets of this configuration, for :func:`~pip_postgres.redaction.redact`.
+
+        :return: the password and the values of the other secret parameters that are set.
+        """
+        found = [value for _, value in self.secret_params]
+        return found if self.password is None else [self.password, *found]
 
     def describe(self) -> str:
         """A short description for logs: servers and database, never the password."""
@@ -590,6 +670,53 @@ class PostgresConfig:
 
     def __str__(self) -> str:
         return f"PostgresConfig({self.describe()}, user={self.username!r})"
+
+
+def _raw_secrets(
+    connections: Sequence[tuple[str, Mapping[str, Any]]],
+    credential: tuple[str, Mapping[str, Any]] | None,
+) -> list[str]:
+    """Everything in unparsed sections that may be a secret: passwords and URI secrets."""
+    found: list[str] = []
+    for _, section in connections:
+        uri = section.get("uri")
+        if isinstance(uri, str):
+            found += uri_secrets(uri)
+    if credential is not None:
+        found += [str(credential[1].get(name) or "") for name in ("password", "pass")]
+    return found
+
+
+def _credential_of(
+    credential: tuple[str, Mapping[str, Any]] | None,
+) -> tuple[str | None, str | None]:
+    """The (user name, password) of a credential section; (None, None) without one.
+
+    :raises ConfigException: one of them is not a string, or holds a NUL character.
+    """
+    if credential is None:
+        return None, None
+    section = _Section(credential[1], credential[0])
+    return section.string("username", "user"), section.string("password", "pass")
+
+
+def string_value(section: tuple[str, Mapping[str, Any]], name: str) -> str | None:
+    """Read one string key of a (key prefix, section) pair.
+
+    :return: the value, or ``None`` when it is not set or blank.
+    :raises ConfigException: the value is a list or a section, bytes, or holds a NUL character.
+    """
+    return _Section(section[1], section[0]).string(name)
+
+
+def check_credential(credential: tuple[str, Mapping[str, Any]]) -> None:
+    """Check the user name and password of a credential section given inline.
+
+    :param credential: the (key prefix, section) pair.
+    :raises ConfigException: the user name or password is not a string, or holds a NUL
+        character; the message names the key, never the value.
+    """
+    _credential_of(credential)
 
 
 def _numbered_sections(

@@ -5,6 +5,7 @@ A psycopg_pool pool shared by the components of a service, with a Pip.Services l
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -18,8 +19,10 @@ from pip_services4_components.refer import IReferenceable, IReferences
 from pip_services4_components.run import IOpenable
 from pip_services4_observability.log import CompositeLogger
 
-from .config import PostgresConfig, PostgresOptions, redact
+from . import fork
+from .config import PostgresConfig, PostgresOptions
 from .pool import Leak, PooledConnection, PostgresPool
+from .redaction import redact, shows_secret
 from .resolver import PostgresConnectionResolver
 
 __all__ = ["PostgresConnection"]
@@ -117,6 +120,9 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         #: The database name, as the server reported it at :meth:`open`.
         self._database_name: str | None = None
         self._config: PostgresConfig | None = None
+        #: Whether this is a forked child of the process that opened the component, and has
+        #: not made its own pool yet (see :meth:`after_fork_in_child`).
+        self._forked = False
         self._lock = threading.Lock()
 
     def configure(self, config: ConfigParams) -> None:
@@ -142,9 +148,10 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
     def is_open(self) -> bool:
         """Check whether the component is open.
 
-        :return: ``True`` between a successful :meth:`open` and :meth:`close`.
+        :return: ``True`` between a successful :meth:`open` and :meth:`close`, also in a
+            process forked in between (which opens a pool of its own at first use).
         """
-        return self._connection is not None
+        return self._connection is not None or self._forked
 
     def open(self, context: IContext | None) -> None:
         """Open the pool and prove that it works; does nothing if the component is open.
@@ -165,15 +172,9 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
                 return
             config = self._connection_resolver.resolve(context, self._pool_options)
             self._database_name = self._probe(context, config)
-            pool = self._create_pool(config, context)
-            try:
-                pool.open(wait=True, timeout=config.options.connect_timeout)
-            except BaseException as error:
-                pool.close(timeout=config.options.shutdown_timeout)
-                if isinstance(error, Exception):
-                    raise self._connect_failed(context, config, error) from error
-                raise
-            self._connection, self._config = pool, config
+            self._connection, self._config = self._start(context, config), config
+            self._forked = False
+            fork.watch(self)
         self._logger.info(
             context,
             "Connected to PostgreSQL %s as %s (pool %s..%s)",
@@ -184,22 +185,54 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         )
 
     def _probe(self, context: IContext | None, config: PostgresConfig) -> str:
+        failure: Exception
         try:
             with psycopg.Connection.connect(config.conninfo(), **config.connect_kwargs()) as conn:
                 return conn.info.dbname
-        except psycopg.Error as error:
-            raise self._connect_failed(context, config, error) from error
+        # The resolver raises UnicodeError for a host name it cannot encode (IDNA).
+        except (psycopg.Error, UnicodeError, OSError) as error:
+            failure = error
+        raise self._connect_failed(context, config, failure)
+
+    def _start(self, context: IContext | None, config: PostgresConfig) -> PostgresPool:
+        """Create and open a pool, and wait until it holds ``min_pool_size`` connections."""
+        pool = self._create_pool(config, context)
+        failure: Exception
+        try:
+            pool.open(wait=True, timeout=config.options.connect_timeout)
+            return pool
+        except BaseException as error:
+            pool.close(timeout=config.options.shutdown_timeout)
+            if not isinstance(error, Exception):
+                raise
+            failure = error
+        raise self._connect_failed(context, config, failure)
 
     def _connect_failed(
         self, context: IContext | None, config: PostgresConfig, error: Exception
     ) -> ConnectionException:
-        reason = redact(str(error).strip() or type(error).__name__, [config.password or ""])
+        """The exception for a failed connection; the caller raises it outside any handler.
+
+        Its message, ``cause`` and ``stack_trace`` never hold a secret. The driver's exception
+        is its ``__cause__`` and ``cause`` if nothing in that exception's chain shows a
+        secret; otherwise only the redacted reason is kept.
+        """
+        secrets = config.secrets()
+        reason = redact(str(error).strip() or type(error).__name__, secrets)
+        if isinstance(error, UnicodeError):
+            reason = (
+                f"the resolver refused a host name of connection.host or connection.uri "
+                f"({reason})"
+            )
         message = f"Could not connect to PostgreSQL at {config.describe()}: {reason}"
         exception = ConnectionException(
             ContextResolver.get_trace_id(context), "CONNECT_FAILED", message
         )
-        # The driver's exception is the cause (also kept as __cause__ by the caller's raise).
-        exception.with_cause(error)
+        if shows_secret(error, secrets):
+            exception.with_cause(Exception(reason))
+        else:
+            exception.with_cause(error)
+            exception.__cause__ = error
         self._logger.error(context, exception, "Failed to open PostgreSQL connection")
         return exception
 
@@ -207,13 +240,15 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         options = config.options
 
         def on_leak(leak: Leak) -> None:
+            # The stack shows source lines of the caller's code, which might quote a secret.
+            stack = redact(leak.stack, config.secrets())
             self._logger.warn(
                 context,
                 "Connection leak suspected: a connection of pool %s has been checked out "
                 "for %.1f s and not returned. It was checked out at:\n%s",
                 leak.pool,
                 leak.held,
-                leak.stack,
+                stack,
             )
 
         return PostgresPool(
@@ -246,7 +281,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         """
         with self._lock:
             pool, config = self._connection, self._config
-            self._connection = None
+            self._connection, self._forked = None, False
             if pool is None or config is None:
                 return
             cut = pool.shutdown(config.options.shutdown_timeout)
@@ -263,11 +298,48 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
     def get_connection(self) -> PostgresPool | None:
         """Get the shared pool, as the Pip.Services persistence components expect.
 
+        In a process forked after :meth:`open`, the first call opens the child's own pool.
+
         :return: the open pool, a :class:`psycopg_pool.ConnectionPool` (use its
             ``connection()``, or ``getconn()``/``putconn()``), or ``None`` while the component
             is closed.
+        :raises ConnectionException: in a forked process, the child's pool cannot be opened.
         """
-        return self._connection
+        pool = self._connection
+        if pool is None and self._forked:
+            pool = self._reopen_after_fork()
+        return pool
+
+    def after_fork_in_child(self) -> None:
+        """Let go of the parent's pool in a child process; called right after ``os.fork()``.
+
+        The inherited connections are released without a word to the server, so the parent's
+        sessions go on (see :func:`pip_postgres.fork.release`); a connection that was checked
+        out in the parent at the moment of the fork is unusable in the child. The component
+        stays open: the first :meth:`connection` or :meth:`get_connection` in the child opens
+        a pool of its own, with the configuration the parent resolved. Not called by
+        applications: :mod:`pip_postgres.fork` calls it.
+        """
+        self._lock = threading.Lock()  # a thread of the parent may have held it at the fork
+        pool = self._connection
+        if pool is None:
+            return
+        self._connection, self._forked = None, True
+        pool.detach_after_fork()
+
+    def _reopen_after_fork(self) -> PostgresPool | None:
+        with self._lock:
+            config = self._config
+            if self._connection is None and self._forked and config is not None:
+                self._connection = self._start(None, config)
+                self._forked = False
+                self._logger.info(
+                    None,
+                    "Opened a pool of its own for PostgreSQL %s in forked process %s",
+                    config.describe(),
+                    os.getpid(),
+                )
+            return self._connection
 
     def get_database_name(self) -> str | None:
         """Get the database name, as the server reported it when the component opened.
@@ -294,7 +366,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         :raises InvalidStateException: the component is not open.
         :raises CheckoutTimeout: no connection was free in time.
         """
-        pool, config = self._connection, self._config
+        pool, config = self.get_connection(), self._config
         if pool is None or config is None:
             raise InvalidStateException(
                 None, "NOT_OPENED", "PostgresConnection is not open: call open() first"
@@ -302,5 +374,5 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         return _Checkout(pool, timeout)
 
     def __repr__(self) -> str:
-        state = f"open {self._config.describe()}" if self._connection and self._config else "closed"
+        state = f"open {self._config.describe()}" if self.is_open() and self._config else "closed"
         return f"<PostgresConnection {state}>"

@@ -36,6 +36,9 @@ from psycopg import pq
 from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from .fork import release
+from .redaction import SECRET_PARAMS, redact
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -216,7 +219,8 @@ class PooledConnection(psycopg.Connection[TupleRow]):
             conn = super().connect(conninfo, **kwargs)
         except psycopg.Error as error:
             if state is not None:
-                state.last_error = str(error).strip()
+                secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
+                state.last_error = redact(str(error).strip(), secrets)
             raise
         if state is not None:
             state.last_error = None
@@ -529,6 +533,21 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         """
         self._stop_watch.set()
         super().close(timeout=timeout)
+
+    def detach_after_fork(self) -> None:
+        """In a child process after ``os.fork()``: let go of the parent's connections.
+
+        The connections are released without a word to the server (see
+        :func:`pip_postgres.fork.release`), so that the parent's sessions go on; the pool is
+        then closed. Its worker threads are the parent's and do not exist here.
+        """
+        inherited = [*self._pool, *self._in_use.values()]
+        self._pool.clear()
+        self._in_use.clear()
+        self._closed = True
+        self._stop_watch.set()
+        self._watcher = None
+        release(inherited)
 
     def shutdown(self, grace: float) -> int:
         """Close the pool, then cut the connections still checked out after ``grace``.

@@ -21,8 +21,10 @@ from pip_services4_components.refer import Descriptor, IReferenceable, IReferenc
 from .config import (
     PostgresConfig,
     PostgresOptions,
+    check_credential,
     connection_sections,
     credential_sections,
+    string_value,
 )
 
 __all__ = ["CredentialStore", "Discovery", "PostgresConnectionResolver"]
@@ -55,9 +57,8 @@ _DISCOVERY = Descriptor("*", "discovery", "*", "*", "*")
 _CREDENTIAL_STORE = Descriptor("*", "credential-store", "*", "*", "*")
 
 
-def _key(section: Mapping[str, Any], name: str) -> str | None:
-    value = section.get(name)
-    return None if value is None or str(value).strip() == "" else str(value)
+def _key(section: Section, name: str) -> str | None:
+    return string_value(section, name)
 
 
 class PostgresConnectionResolver(IReferenceable, IConfigurable):
@@ -93,11 +94,15 @@ class PostgresConnectionResolver(IReferenceable, IConfigurable):
 
         :param config: the component's configuration.
         :raises ConfigException: no connection is configured, or one that needs no discovery
-            is invalid.
+            is invalid, or a credential given inline has a user name or password that is not
+            a string or holds a NUL character.
         """
         connections: list[Section] = list(connection_sections(config))
         credentials: list[Section] = list(credential_sections(config))
-        static = [c for c in connections if _key(c[1], "discovery_key") is None]
+        for credential in credentials:
+            if _key(credential, "store_key") is None:
+                check_credential(credential)
+        static = [c for c in connections if _key(c, "discovery_key") is None]
         if len(static) == len(connections):
             PostgresConfig.from_sections(static, None, PostgresOptions())
         else:
@@ -125,7 +130,7 @@ class PostgresConnectionResolver(IReferenceable, IConfigurable):
         """
         connections: list[Section] = []
         for prefix, section in self._connections:
-            key = _key(section, "discovery_key")
+            key = _key((prefix, section), "discovery_key")
             if key is None:
                 connections.append((prefix, section))
             else:
@@ -167,11 +172,12 @@ class PostgresConnectionResolver(IReferenceable, IConfigurable):
 
     def _credential(self, context: IContext | None) -> Section | None:
         for prefix, section in self._credentials:
-            if _key(section, "store_key") is None:
+            if _key((prefix, section), "store_key") is None:
                 return prefix, section
         stores = [c for c in self._components(_CREDENTIAL_STORE) if isinstance(c, CredentialStore)]
         wanted = [
-            (prefix, section, _key(section, "store_key")) for prefix, section in self._credentials
+            (prefix, section, _key((prefix, section), "store_key"))
+            for prefix, section in self._credentials
         ]
         for prefix, section, key in wanted:
             for store in stores:

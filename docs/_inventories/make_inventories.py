@@ -62,6 +62,7 @@ PYTHON: list[Entry] = [
     ("collections.abc.Mapping", "py:class", "library/collections.abc.html"),
     ("collections.abc.Sequence", "py:class", "library/collections.abc.html"),
     ("collections.abc.Iterator", "py:class", "library/collections.abc.html"),
+    ("collections.abc.Iterable", "py:class", "library/collections.abc.html"),
     ("typing", "py:module", "library/typing.html"),
     ("typing.Any", "py:data", "library/typing.html"),
     ("typing.ClassVar", "py:data", "library/typing.html"),
@@ -70,6 +71,7 @@ PYTHON: list[Entry] = [
     ("pathlib.Path", "py:class", "library/pathlib.html"),
     ("types.TracebackType", "py:class", "library/types.html"),
     ("os.environ", "py:data", "library/os.html"),
+    ("os.register_at_fork", "py:function", "library/os.html"),
     ("math.ceil", "py:function", "library/math.html"),
     ("context manager", "std:term", "glossary.html#term-context-manager"),
 ]
