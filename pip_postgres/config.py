@@ -617,7 +617,8 @@ class PostgresConfig:
             )
         except ConfigException as error:
             failure = error
-        message = redact(failure.message or "", _raw_secrets(connections, credential))
+        secrets = _raw_secrets(connections, [credential] if credential else [])
+        message = redact(failure.message or "", secrets)
         if message == failure.message:
             raise failure
         raise ConfigException(None, failure.code, message)
@@ -674,7 +675,7 @@ class PostgresConfig:
 
 def _raw_secrets(
     connections: Sequence[tuple[str, Mapping[str, Any]]],
-    credential: tuple[str, Mapping[str, Any]] | None,
+    credentials: Sequence[tuple[str, Mapping[str, Any]]],
 ) -> list[str]:
     """Everything in unparsed sections that may be a secret: passwords and URI secrets."""
     found: list[str] = []
@@ -682,9 +683,20 @@ def _raw_secrets(
         uri = section.get("uri")
         if isinstance(uri, str):
             found += uri_secrets(uri)
-    if credential is not None:
-        found += [str(credential[1].get(name) or "") for name in ("password", "pass")]
+    for _, section in credentials:
+        found += [str(section.get(name) or "") for name in ("password", "pass")]
     return found
+
+
+def configured_secrets(config: ConfigParams) -> list[str]:
+    """Every secret a component's configuration holds inline.
+
+    For :func:`~pip_postgres.redaction.redact`: the passwords of its ``credential(s)`` and the
+    secrets of its ``connection(s).uri``. Secrets a credential store supplies are not here.
+
+    :param config: the component's configuration.
+    """
+    return _raw_secrets(connection_sections(config), credential_sections(config))
 
 
 def _credential_of(

@@ -55,8 +55,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .config import _Section, redact
+from .config import _Section, configured_secrets
 from .connection import PostgresConnection
+from .redaction import redact, shows_secret
 
 __all__ = [
     "DEFAULT_MAX_PAGE_SIZE",
@@ -521,7 +522,7 @@ class PostgresPersistence(
         except psycopg.Error as error:
             if failed is None:
                 raise
-            cause: psycopg.Error | None = error
+            cause = error
         else:
             return
         # Made and raised outside the except block, so that neither the pip-services stack
@@ -529,9 +530,7 @@ class PostgresPersistence(
         # from a statement; it is the cause only when it holds none.
         reason = str(cause).strip() or type(cause).__name__
         failure = self._schema_failed(context, failed, len(statements), reason)
-        if redact(str(cause), self._secrets()) != str(cause):
-            cause = None
-        raise failure from cause
+        raise failure from (None if shows_secret(cause, self._secrets()) else cause)
 
     def _table_exists(self, conn: psycopg.Connection[Any]) -> bool:
         found = conn.execute(
@@ -558,14 +557,7 @@ class PostgresPersistence(
         return exception
 
     def _secrets(self) -> list[str]:
-        config = self._config
-        if config is None:
-            return []
-        return [
-            str(value)
-            for key, value in config.items()
-            if key.rsplit(".", 1)[-1] in ("password", "pass") and value
-        ]
+        return [] if self._config is None else configured_secrets(self._config)
 
     def close(self, context: IContext | None) -> None:
         """Close the component; closes the connection only if it is a private one.
