@@ -651,7 +651,7 @@ def test_generated_configurations(
 
 def test_idle_connections_are_served_last_in_first_out(pg: Server) -> None:
     # Relies on psycopg_pool's idle queue; this fails if a psycopg_pool release changes it.
-    component = opened(pg, max_pool_size=3, min_pool_size=3)
+    component = opened(pg, max_pool_size=3, min_pool_size=3, idle_order="lifo")
     try:
         first, second = component.connection(), component.connection()
         pid_first = first.__enter__().info.backend_pid
@@ -664,6 +664,27 @@ def test_idle_connections_are_served_last_in_first_out(pg: Server) -> None:
         assert pid_first != pid_second
     finally:
         component.close(None)
+
+
+def test_idle_connections_are_served_first_in_first_out_when_asked(pg: Server) -> None:
+    # psycopg_pool's own order: every checkout gets the connection idle longest, so that
+    # successive checkouts go round all the connections of the pool.
+    component = opened(pg, max_pool_size=3, min_pool_size=3, idle_order="fifo")
+    try:
+        assert pool_of(component).idle_order == "fifo"
+        pids = []
+        for _ in range(6):
+            with component.connection() as conn:
+                pids.append(conn.info.backend_pid)
+        assert len(set(pids[:3])) == 3
+        assert pids[3:] == pids[:3]
+    finally:
+        component.close(None)
+
+
+def test_pool_refuses_an_unknown_idle_order() -> None:
+    with pytest.raises(ValueError, match="idle_order"):
+        PostgresPool("", kwargs={}, validation_bypass=1.0, idle_order="random")
 
 
 @pytest.mark.slow
