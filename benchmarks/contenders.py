@@ -444,7 +444,7 @@ CONTENDERS: dict[str, Contender] = {
             "One ``psycopg.connect()`` made before timing; per request "
             '``conn.execute("SELECT 1").fetchone()``, then ``conn.commit()`` in transactional '
             "mode. No pool: the floor. In W2 each thread holds a connection of its own "
-            "(16 connections, no checkout); in W5 it reconnects after an error.",
+            "(as many connections as threads, no checkout); in W5 it reconnects after an error.",
         ),
         Contender(
             "psycopg_pool",

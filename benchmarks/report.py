@@ -176,7 +176,7 @@ def checks(
                 results.ratio("W1", key, f"transactional/{OURS}", "transactional/published"),
                 1.0,
                 True,
-                _same("ours with a pipeline in the block ÷ it", pipeline),
+                _same("ours, BEGIN with the statement, ÷ it", pipeline),
             )
     return found
 
@@ -274,9 +274,8 @@ def _idle_order(results: Results, placements: Sequence[Placement]) -> list[str]:
     return [
         "``options.idle_order`` chooses which idle connection a checkout gets: ``lifo``, the "
         "one returned last, or ``fifo``, the one idle longest (psycopg_pool's own order). "
-        "LIFO keeps a few connections busy and lets the others idle (so that the pool can "
-        "shrink to what the load needs, and the validation bypass window applies more "
-        "often); FIFO spreads the work over every connection. With one thread and a pool of "
+        "LIFO keeps a few connections busy and lets the others idle; FIFO spreads the work "
+        "over every connection. With one thread and a pool of "
         "8, LIFO always reuses the server process that has just answered, FIFO the one that "
         "has been idle longest. Which costs less depends on where the server's processes "
         "run: a process that has just answered may still be running on its CPU (cheap to "
@@ -292,7 +291,20 @@ def _idle_order(results: Results, placements: Sequence[Placement]) -> list[str]:
 
 #: Why the default of ``options.idle_order`` is what it is (written from the measurements
 #: that chose it; the numbers above show whether this run agrees).
-DEFAULT_ORDER_REASON = "TO BE WRITTEN"
+DEFAULT_ORDER_REASON = (
+    "where it was chosen (a 2-core virtual machine, loaded by other work), LIFO was as fast "
+    "as FIFO or faster in the placements that resemble a deployment. In latency mode FIFO "
+    "took 4 to 8 % longer per W1 request in each of four runs (the proxy's thread per "
+    "connection may favour the connection used last); not pinned, it took longer in five W1 "
+    "comparisons of six, and W2's throughput differed by less than the noise. FIFO was "
+    "clearly faster, not pinned, on another virtual machine: where a run shows that, set "
+    "``options.idle_order`` to ``fifo``. What tips the balance is the validation bypass: "
+    "LIFO hands out the connection returned last, which is within "
+    "``options.validation_bypass`` (1 s) of its return as long as requests keep coming; "
+    "FIFO hands out the one idle longest, so a pool of 10 connections serving 5 requests "
+    "per second leaves each connection idle 2 s, and every checkout pays a validation "
+    "round trip, which over a network costs as much as a short query."
+)
 
 
 def _thread_counts(results: Results, placement: str) -> list[int]:
@@ -316,34 +328,43 @@ def _pipeline(results: Results, placements: Sequence[Placement]) -> list[str]:
         if held is None or piped is None:
             continue
         line = (
-            f"{where.title}: a held connection takes {_us(held)} per request without a "
-            f"pipeline and {_us(piped)} with it; ours {_us(ours)} and {_us(ours_piped)}; "
-            f"pip-services4-postgres (psycopg2, three round trips) {_us(published)}."
+            f"{where.title}: a held connection takes {_us(held)} per request as psycopg does "
+            f"it and {_us(piped)} with ``BEGIN`` sent with the statement; ours {_us(ours)} "
+            f"and {_us(ours_piped)}; pip-services4-postgres {_us(published)}."
         )
         if where.delay:
-            line += (
-                f" A round trip costs at least {fmt(2 * where.delay * 1e6, 0)} µs here: the "
-                "pipeline makes two of the three."
-            )
+            line += f" A round trip costs at least {fmt(2 * where.delay * 1e6, 0)} µs here."
         paragraphs.append(f"- {line}")
     if not paragraphs:
         return []
     return [
         "In transactional mode psycopg sends ``BEGIN`` in a round trip of its own before the "
         "first statement of a transaction, then the statement, then ``COMMIT``: three round "
-        "trips for a one-statement checkout (psycopg2 does the same). PgJDBC and Npgsql send "
-        "``BEGIN`` in the same write as the first statement. psycopg can do so in pipeline "
-        "mode (``with conn.pipeline():``): the rows *held connection, pipeline* and "
-        "*pip_postgres, pipeline* of W1 commit inside the pipeline and read the row after "
-        "it, which makes two round trips; reading the row inside the pipeline would force a "
-        "third.",
+        "trips for a one-statement checkout. psycopg2 does the same, and so does psycopg in "
+        "pipeline mode (it waits for ``BEGIN``'s answer before it goes on). PgJDBC and Npgsql "
+        "send ``BEGIN`` in the same write as the first statement, which saves one round trip "
+        "per transaction. With psycopg that takes a connection in autocommit mode and an "
+        "explicit ``BEGIN`` in a pipeline with the first statement: the W1 rows *BEGIN with "
+        "the statement* do so, in two round trips (see *Contenders*). Per request, "
+        "transactional, in this run:",
         *paragraphs,
         PIPELINE_ADVICE,
     ]
 
 
-#: What the component does about pipeline mode, and what an application can do.
-PIPELINE_ADVICE = "TO BE WRITTEN"
+#: What the component does about sending BEGIN with the first statement, and what an
+#: application can do.
+PIPELINE_ADVICE = (
+    "Where a round trip costs hundreds of µs, sending ``BEGIN`` with the first statement "
+    "saves a round trip of three; where it costs tens of µs, psycopg's pipeline machinery "
+    "costs more CPU time than it saves. The component does not do it by itself: it does not "
+    "see the first statement before the caller runs it, and a pipeline changes how errors "
+    "surface (at the end of the pipeline, not at the statement) and refuses ``COPY``, so "
+    "it cannot be slipped under code written for plain psycopg. An application whose "
+    "server is far away can do it in its own blocks, as the rows above do, with "
+    "``options.autocommit`` true; for a block with a single statement, autocommit mode "
+    "alone is cheaper still: one round trip, no transaction."
+)
 
 
 def _proxy_cost(results: Results, placements: Sequence[Placement]) -> list[str]:
@@ -361,9 +382,9 @@ def _proxy_cost(results: Results, placements: Sequence[Placement]) -> list[str]:
         "A held connection in autocommit mode makes one round trip per request: "
         f"{_us(near)} directly (not pinned), {_us(far)} through the proxy. Of the "
         f"{_us(far - near)} the proxy adds, {fmt(delay, 0)} µs is the delay it is asked for "
-        f"and {_us(extra)} its own cost: two forwards in Python and sleeps that end late. So "
-        f"in latency mode a round trip costs about {_us(delay + extra)} beyond the server's "
-        "own time, the same for every contender, and the delay is "
+        f"and {_us(extra)} its own cost: two forwards, each by a Python thread that wakes "
+        f"up for it. So in latency mode a round trip costs about {_us(delay + extra)} "
+        "beyond the server's own time, the same for every contender, and the delay is "
         f"{100 * delay / max(far, 1e-9):.0f} % of a one-round-trip request."
     ]
 
@@ -448,6 +469,10 @@ def page(
         "",
         _DEPLOYMENT_TEXT,
         "",
+        "W1 and W6 run in every placement, W2 and W3 in the two loopback ones (W3 makes no "
+        "round trip); W4, W5 and the memory measure run once, in the first placement "
+        f"({placements[0].title if placements else 'none'}).",
+        "",
         _heading("Targets", "-"),
         "What the project requires of the component, checked in each placement. A measured "
         "value is the median over the rounds of the ratio of two contenders' results in the "
@@ -460,10 +485,7 @@ def page(
     for title, paragraphs in _findings(tables, placements):
         out.append(_heading(title, "-"))
         for paragraph in paragraphs:
-            out.append(paragraph)
-            if not paragraph.startswith("- "):
-                out.append("")
-        out.append("")
+            out += [paragraph, ""]
     out += [
         _heading("How to read the tables", "-"),
         "- Each workload runs in *rounds*; every round runs one block of every contender, in "

@@ -373,10 +373,19 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
     table = Table(
         "W2",
         f"W2: 1 to {max(settings.threads)} threads on a pool of {size}",
-        f"Each thread makes requests as in W1 (transactional), as fast as it can, on one "
+        "Each thread makes requests as in W1 (transactional), as fast as it can, on one "
         f"shared pool of {size}; requests/s counts the requests that succeeded. With more "
-        f"threads than connections, threads wait for a connection: the pool's queue is what "
-        f"is measured then.",
+        "threads than connections, threads queue for a connection, and the pool's queue is "
+        "what is measured. The held connections are one connection per thread, no pool: a "
+        "floor with no waiting, and as many server processes as threads. "
+        f"pip-services4-postgres cannot serve more threads than its {size} connections: its "
+        "psycopg2 pool does not wait when all its connections are out, ``getconn()`` raises "
+        "``PoolError`` (*connection pool exhausted*), which its thread counts as refused "
+        "before it goes on with its next request. Its requests/s beyond "
+        f"{size} threads are therefore not comparable: an application would have to retry "
+        "or fail each refused request. Its pool also keeps one idle connection only: a "
+        "connection returned while another one is idle is closed, and a later checkout "
+        "connects anew, how often depending on the threads' timing.",
         columns,
         series=series,
     )
@@ -389,33 +398,20 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
                 ratio_cell(name, series, f"{threads}/{OURS}"),
             ]
         table.rows.append(row)
-    waits = []
+    waits, refused = [], []
     for threads in settings.threads:
-        p99 = {
-            key: fmt(stats.median([_pct(r.waits, 99) for r in results[f"{threads}/{key}"]]) * 1e6)
+        p99 = [
+            fmt(stats.median([_pct(r.waits, 99) for r in results[f"{threads}/{key}"]]) * 1e6)
             for key in ("psycopg_pool", OURS)
-        }
-        waits.append(f"{threads}: {p99['psycopg_pool']} and {p99[OURS]}")
-    table.notes.append(
-        "Checkout wait, p99 within a round (median over the rounds), in µs, psycopg_pool and "
-        f"ours, by thread count: {'; '.join(waits)}. The held connections are one connection "
-        "per thread, no pool: a floor with no waiting, with as many server processes as "
-        "threads."
-    )
-    refused = []
-    for threads in settings.threads:
+        ]
+        waits.append(f"{p99[0]} and {p99[1]} at {threads}")
         rounds = results[f"{threads}/published"]
         share = sum(r.refused for r in rounds) / max(1, sum(r.attempts for r in rounds))
         refused.append(f"{100 * share:.0f} % at {threads}")
     table.notes.append(
-        f"pip-services4-postgres cannot serve more threads than its {size} connections: its "
-        "psycopg2 pool does not wait when all its connections are out, ``getconn()`` raises "
-        "``PoolError`` (*connection pool exhausted*). Here the thread counts that as refused "
-        f"and goes on with its next request: refused {', '.join(refused)} thread(s). Its "
-        "requests/s beyond that count are not comparable (an application would have to "
-        "retry or fail each refused request). Its pool also keeps one idle connection only: "
-        "a connection returned while another one is idle is closed, and a later checkout "
-        "connects anew, how often depending on the threads' timing."
+        "Checkout wait, p99 within a round (median over the rounds), psycopg_pool and ours, "
+        f"in µs, by thread count: {'; '.join(waits)}. Requests pip-services4-postgres "
+        f"refused: {', '.join(refused)}."
     )
     return table
 
