@@ -443,6 +443,14 @@ def page(
         "contenders interleaved round by round so that the machine's drift hits them alike. "
         "The benchmark writes this page itself; run it again to get numbers for your machine.",
         "",
+        "In the tables *ours* is pip_postgres. The workloads, each described in its own "
+        "section below: **W1** one thread, a checkout, ``SELECT 1`` and the return, one after "
+        "the other; **W2** the same from 1 to 64 threads at once on a pool of 8; **W3** a "
+        "checkout and return with no query (the pool's own cost); **W4** from nothing to the "
+        "first query answered; **W5** from a server restart to the first successful request; "
+        "**W6** a primary-key lookup and an insert on a 100,000-row table; and the client "
+        "memory each pooled connection takes.",
+        "",
         f"- **Command**: ``{command}`` (``python -m benchmarks``; ``--quick`` for a short "
         "smoke run, which only prints; ``--help`` for the options).",
         f"- **Run**: {started:%Y-%m-%d %H:%M} UTC, {seconds / 60:.1f} minutes. {settings_text}",
