@@ -359,14 +359,14 @@ def _pipeline(results: Results, placements: Sequence[Placement]) -> list[str]:
 #: application can do.
 PIPELINE_ADVICE = (
     "Where a round trip costs hundreds of µs, sending ``BEGIN`` with the first statement "
-    "saves a round trip of three; where it costs tens of µs, psycopg's pipeline machinery "
-    "costs more CPU time than it saves. The component does not do it by itself: it does not "
-    "see the first statement before the caller runs it, and a pipeline changes how errors "
-    "surface (at the end of the pipeline, not at the statement) and refuses ``COPY``, so "
-    "it cannot be slipped under code written for plain psycopg. An application whose "
-    "server is far away can do it in its own blocks, as the rows above do, with "
-    "``options.autocommit`` true; for a block with a single statement, autocommit mode "
-    "alone is cheaper still: one round trip, no transaction."
+    "saves a round trip of three; pinned to one CPU, where a round trip costs only CPU "
+    "time, psycopg's pipeline machinery costs more than it saves. The component does not "
+    "do it by itself: it does not see the first statement before the caller runs it, and a "
+    "pipeline changes how errors surface (at the end of the pipeline, not at the "
+    "statement) and refuses ``COPY``, so it cannot be slipped under code written for plain "
+    "psycopg. An application whose server is far away can do it in its own blocks, as the "
+    "rows above do, with ``options.autocommit`` true; for a block with a single statement, "
+    "autocommit mode alone is cheaper still: one round trip, no transaction."
 )
 
 
