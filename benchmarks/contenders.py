@@ -3,8 +3,9 @@
 Every contender opens a *session* on the target server: a held connection, a pool or a
 component. A session offers the operations the workloads time:
 
-- :meth:`Session.request`: check a connection out, run ``SELECT 1`` and read its row, return
-  the connection (committing first in transactional mode);
+- :meth:`Session.request`: check a connection out, run ``SELECT 1`` (or another statement
+  that returns a row) and read its row, return the connection (committing first in
+  transactional mode);
 - :meth:`Session.checkout`: check a connection out and return it, with no query;
 - :meth:`Session.worker`: a per-thread request that also reports how long the checkout waited;
 - :meth:`Session.recovering_request`: a request as an application that survives a server
@@ -13,9 +14,9 @@ component. A session offers the operations the workloads time:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
@@ -26,11 +27,13 @@ from pip_services4_postgres.connect.PostgresConnection import (
 from psycopg2.pool import PoolError
 from psycopg_pool import ConnectionPool
 
-from pip_postgres import PostgresConnection
+from pip_postgres import PostgresConnection, PostgresOptions
 
 from .server import Target
 
 SQL = "SELECT 1"
+#: A statement's parameters, or ``None``.
+Params = Sequence[Any] | None
 #: How long a pool may take to open all its connections, in seconds.
 OPEN_TIMEOUT = 30.0
 
@@ -70,8 +73,8 @@ class Session:
         self.size = size
         self.autocommit = autocommit
 
-    def request(self) -> None:
-        """Checkout, ``SELECT 1``, return."""
+    def request(self, sql: str = SQL, params: Params = None) -> None:
+        """Checkout, ``sql`` (default ``SELECT 1``) with its row read, return."""
         raise NotImplementedError
 
     def checkout(self) -> None:
@@ -109,9 +112,9 @@ class HeldSession(Session):
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.target.conninfo, autocommit=self.autocommit)
 
-    def request(self) -> None:
+    def request(self, sql: str = SQL, params: Params = None) -> None:
         conn = self._conns[0]
-        conn.execute(SQL).fetchone()
+        conn.execute(sql, params).fetchone()
         if not self.autocommit:
             conn.commit()
 
@@ -165,9 +168,9 @@ class RawPoolSession(Session):
         if wait:
             self.pool.wait(timeout=OPEN_TIMEOUT)
 
-    def request(self) -> None:
+    def request(self, sql: str = SQL, params: Params = None) -> None:
         with self.pool.connection() as conn:
-            conn.execute(SQL).fetchone()
+            conn.execute(sql, params).fetchone()
 
     def checkout(self) -> None:
         with self.pool.connection():
@@ -203,20 +206,29 @@ class OursSession(Session):
     """
 
     def __init__(
-        self, target: Target, size: int, autocommit: bool, wait: bool = True, min_size: int = 0
+        self,
+        target: Target,
+        size: int,
+        autocommit: bool,
+        wait: bool = True,
+        min_size: int = 0,
+        idle_order: str = PostgresOptions.idle_order,
     ) -> None:
         super().__init__(target, size, autocommit)
         self.component = PostgresConnection()
         self.component.configure(
             target.pip_config(
-                max_pool_size=size, min_pool_size=min_size or size, autocommit=autocommit
+                max_pool_size=size,
+                min_pool_size=min_size or size,
+                autocommit=autocommit,
+                idle_order=idle_order,
             )
         )
         self.component.open(None)  # waits for min_pool_size connections whatever ``wait`` says
 
-    def request(self) -> None:
+    def request(self, sql: str = SQL, params: Params = None) -> None:
         with self.component.connection() as conn:
-            conn.execute(SQL).fetchone()
+            conn.execute(sql, params).fetchone()
 
     def checkout(self) -> None:
         with self.component.connection():
@@ -265,14 +277,14 @@ class PublishedSession(Session):
             raise RuntimeError("pip-services4-postgres did not open (its open() hides why)")
         self.pool: Any = self.component.get_connection()
 
-    def request(self) -> None:
+    def request(self, sql: str = SQL, params: Params = None) -> None:
         pool = self.pool
         conn = pool.getconn()
         try:
             if self.autocommit and not conn.autocommit:
                 conn.autocommit = True  # no round trip: psycopg2 just stops sending BEGIN
             with conn.cursor() as cursor:
-                cursor.execute(SQL)
+                cursor.execute(sql, params)
                 cursor.fetchone()
             if not self.autocommit:
                 conn.commit()
@@ -333,9 +345,9 @@ class NewSession(Session):
     def __init__(self, target: Target, size: int, autocommit: bool, wait: bool = True) -> None:
         super().__init__(target, size, autocommit)
 
-    def request(self) -> None:
+    def request(self, sql: str = SQL, params: Params = None) -> None:
         with psycopg.connect(self.target.conninfo, autocommit=self.autocommit) as conn:
-            conn.execute(SQL).fetchone()
+            conn.execute(sql, params).fetchone()
 
     def checkout(self) -> None:
         psycopg.connect(self.target.conninfo, autocommit=self.autocommit).close()
@@ -357,6 +369,45 @@ class NewSession(Session):
         pass
 
 
+# -- 6. BEGIN sent with the first statement, through psycopg's pipeline mode -----------------
+
+
+def begin_with(conn: psycopg.Connection[Any], sql: str, params: Params) -> None:
+    """Send ``BEGIN`` and ``sql`` in one round trip, read the row, then ``COMMIT``.
+
+    psycopg itself, in transactional mode, waits for ``BEGIN``'s answer before it sends the
+    first statement, even in pipeline mode (it syncs after ``BEGIN``). On a connection in
+    autocommit mode it starts no transaction by itself, so a pipeline can carry an explicit
+    ``BEGIN`` and the statement together: two round trips in all, with the ``COMMIT``.
+    """
+    with conn.pipeline():
+        conn.execute("BEGIN")
+        cursor = conn.execute(sql, params)
+    cursor.fetchone()
+    conn.commit()  # the server's transaction, though psycopg's autocommit is on
+
+
+class HeldPipelineSession(HeldSession):
+    """A held connection in autocommit mode whose requests run as :func:`begin_with` does."""
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.target.conninfo, autocommit=True)
+
+    def request(self, sql: str = SQL, params: Params = None) -> None:
+        begin_with(self._conns[0], sql, params)
+
+
+class OursPipelineSession(OursSession):
+    """Ours in autocommit mode, with :func:`begin_with` inside the ``connection()`` block."""
+
+    def __init__(self, target: Target, size: int, autocommit: bool, **kwargs: Any) -> None:
+        super().__init__(target, size, True, **kwargs)
+
+    def request(self, sql: str = SQL, params: Params = None) -> None:
+        with self.component.connection() as conn:
+            begin_with(conn, sql, params)
+
+
 # -- the registry -----------------------------------------------------------------------------
 
 
@@ -370,12 +421,18 @@ class Contender:
     #: What it does per request (reST, for the docs page).
     does: str
 
+    #: Keyword arguments of the session class, e.g. ``idle_order``.
+    options: dict[str, Any] = field(default_factory=dict)
+
     def open(self, target: Target, size: int, autocommit: bool, **kwargs: Any) -> Session:
         """Open a session of ``size`` connections."""
-        return self.session(target, size, autocommit, **kwargs)
+        return self.session(target, size, autocommit, **{**self.options, **kwargs})
 
 
 OURS = "ours"
+#: Ours with the order of idle connections that is not the default.
+OTHER_ORDER = "fifo" if PostgresOptions.idle_order == "lifo" else "lifo"
+OURS_OTHER = f"ours-{OTHER_ORDER}"
 
 CONTENDERS: dict[str, Contender] = {
     contender.key: contender
@@ -387,7 +444,7 @@ CONTENDERS: dict[str, Contender] = {
             "One ``psycopg.connect()`` made before timing; per request "
             '``conn.execute("SELECT 1").fetchone()``, then ``conn.commit()`` in transactional '
             "mode. No pool: the floor. In W2 each thread holds a connection of its own "
-            "(16 connections, no checkout); in W5 it reconnects after an error.",
+            "(as many connections as threads, no checkout); in W5 it reconnects after an error.",
         ),
         Contender(
             "psycopg_pool",
@@ -408,6 +465,14 @@ CONTENDERS: dict[str, Contender] = {
             "else the component does by default at the end of a checkout).",
         ),
         Contender(
+            OURS_OTHER,
+            f"pip_postgres, idle_order={OTHER_ORDER}",
+            OursSession,
+            f"Ours as above, with ``options.idle_order`` = ``{OTHER_ORDER}`` instead of the "
+            f"default ``{PostgresOptions.idle_order}``.",
+            {"idle_order": OTHER_ORDER},
+        ),
+        Contender(
             "published",
             "pip-services4-postgres 0.0.1",
             PublishedSession,
@@ -425,6 +490,23 @@ CONTENDERS: dict[str, Contender] = {
             NewSession,
             '``with psycopg.connect(conninfo) as conn: conn.execute("SELECT 1").fetchone()``: '
             "connect (with scram-sha-256 authentication), query, commit, close.",
+        ),
+        Contender(
+            "held-pipeline",
+            "held connection, BEGIN with the statement",
+            HeldPipelineSession,
+            "A held connection in autocommit mode; per request, ``with conn.pipeline(): "
+            'conn.execute("BEGIN"); cur = conn.execute(...)``, then ``cur.fetchone()`` and '
+            "``conn.commit()``: a transaction in two round trips (psycopg's own transactions "
+            "take three, even in pipeline mode). Transactional requests only.",
+        ),
+        Contender(
+            "ours-pipeline",
+            "pip_postgres, BEGIN with the statement",
+            OursPipelineSession,
+            "Ours with ``options.autocommit`` true, and the same pipeline inside the "
+            "``connection()`` block; the block's end commits the transaction. Transactional "
+            "requests only.",
         ),
     )
 }

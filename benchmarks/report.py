@@ -12,8 +12,12 @@ from pathlib import Path
 
 import psycopg
 
-from .contenders import CONTENDERS, OURS
-from .workloads import Table, paired_ratio
+from pip_postgres import PostgresOptions
+
+from .contenders import CONTENDERS, OTHER_ORDER, OURS, OURS_OTHER
+from .server import Placement
+from .stats import median
+from .workloads import Settings, Table, fmt, paired_ratio
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.rst"
 
@@ -78,16 +82,15 @@ def machine(server: str) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class Check:
-    """One target of the issue, and what this run measured."""
+    """One target, in one placement, and what this run measured."""
 
     text: str
+    placement: str
     measured: float
     limit: float
     at_most: bool
     #: Context from the same run, e.g. what psycopg_pool alone measures against the same rival.
     reference: str = ""
-    #: Why the target is out of reach in this run, when the run shows it (shown on a miss).
-    why: str = ""
 
     @property
     def ok(self) -> bool:
@@ -100,89 +103,81 @@ class Check:
         return "PASS" if self.ok else "MISS"
 
 
-def checks(tables: dict[str, Table], pool_size: int, threads: int) -> list[Check]:
-    """The targets that the tables of this run allow to check."""
-    found: list[Check] = []
+class Results:
+    """The tables of a run, by workload and placement, and the ratios between their cells."""
 
-    def ratio(table: str, name: str, other: str) -> float | None:
-        series = tables[table].series if table in tables else {}
+    def __init__(self, tables: Sequence[Table]) -> None:
+        self.tables = {(table.id, table.placement): table for table in tables}
+
+    def ratio(self, table: str, placement: str, name: str, other: str) -> float | None:
+        """The paired ratio of cell ``name`` to cell ``other``, if both were measured."""
+        found = self.tables.get((table, placement))
+        series = found.series if found is not None else {}
         if name not in series or other not in series:
             return None
         return paired_ratio(series[name], series[other])
 
-    def add(
-        text: str,
-        value: float | None,
-        limit: float,
-        at_most: bool,
-        reference: str = "",
-        why: str = "",
-    ) -> None:
+    def median(self, table: str, placement: str, name: str) -> float | None:
+        """The median of cell ``name``, if it was measured."""
+        found = self.tables.get((table, placement))
+        if found is None or name not in found.series:
+            return None
+        return median(found.series[name])
+
+
+def _same(what: str, value: float | None) -> str:
+    return "" if value is None else f"{what}: {value:.3f}"
+
+
+def checks(
+    tables: Sequence[Table], placements: Sequence[Placement], settings: Settings
+) -> list[Check]:
+    """The targets that the tables of this run allow to check, placement by placement."""
+    results = Results(tables)
+    found: list[Check] = []
+
+    def add(text: str, where: Placement, value: float | None, limit: float, at_most: bool,
+            reference: str = "") -> None:  # fmt: skip
         if value is not None:
-            found.append(Check(text, value, limit, at_most, reference, why))
+            found.append(Check(text, where.title, value, limit, at_most, reference))
 
-    def same(what: str, value: float | None) -> str:
-        return "" if value is None else f"{what}: {value:.3f}"
-
-    add(
-        "W3: ours ÷ psycopg_pool, time per checkout, at most 1.05",
-        ratio("W3", OURS, "psycopg_pool"),
-        1.05,
-        True,
-    )
-    for mode in ("transactional", "autocommit"):
-        floor = ratio("W1", f"{mode}/held", f"{mode}/published")
-        over = ratio("W1", f"{mode}/{OURS}", f"{mode}/held")
-        why = ""
-        if floor is not None and over is not None and floor > 1.0:
-            why = (
-                f"W1 {mode}: with no pool at all, a held psycopg 3 connection already takes "
-                f"{floor:.2f} times as long as pip-services4-postgres per request. Both "
-                "drivers make the same round trips (BEGIN, the statement and COMMIT in "
-                "transactional mode; the statement alone in autocommit mode); psycopg 3 spends "
-                "more client time per statement, in Python, than psycopg2 does in C. A pool "
-                "that hands out psycopg 3 connections cannot meet this target on this machine "
-                f"without saving a round trip. Ours takes {over:.2f} times as long as the held "
-                "connection."
+    for where in placements:
+        key = where.key
+        add("W3: ours ÷ psycopg_pool, time per checkout, at most 1.05", where,
+            results.ratio("W3", key, OURS, "psycopg_pool"), 1.05, True)  # fmt: skip
+        if not where.delay:
+            for mode, limit in (("transactional", 1.15), ("autocommit", 1.25)):
+                add(
+                    f"W1 {mode}: ours ÷ held psycopg 3 connection, time per request, "
+                    f"at most {limit:.2f}",
+                    where,
+                    results.ratio("W1", key, f"{mode}/{OURS}", f"{mode}/held"),
+                    limit,
+                    True,
+                    _same("psycopg_pool ÷ held",
+                          results.ratio("W1", key, f"{mode}/psycopg_pool", f"{mode}/held")),
+                )  # fmt: skip
+        for threads in settings.threads:
+            add(
+                f"W2 {threads} thread{'s' if threads > 1 else ''}: ours ÷ psycopg_pool, "
+                "requests/s, at least 0.97",
+                where,
+                results.ratio("W2", key, f"{threads}/{OURS}", f"{threads}/psycopg_pool"),
+                0.97,
+                False,
             )
-        add(
-            f"W1 {mode}: ours ÷ pip-services4-postgres, time per request, at most 1.00",
-            ratio("W1", f"{mode}/{OURS}", f"{mode}/published"),
-            1.0,
-            True,
-            same("held psycopg 3 connection ÷ pip-services4-postgres", floor),
-            why,
-        )
-    add(
-        "W1 autocommit: ours ÷ held connection, time per request, at most 1.30",
-        ratio("W1", f"autocommit/{OURS}", "autocommit/held"),
-        1.3,
-        True,
-        same("psycopg_pool ÷ held", ratio("W1", "autocommit/psycopg_pool", "autocommit/held")),
-    )
-    add(
-        f"W2 {threads} on {pool_size}: ours ÷ psycopg_pool, requests/s, at least 0.95",
-        ratio(f"W2-{threads}", OURS, "psycopg_pool"),
-        0.95,
-        False,
-    )
-    raw = ratio(f"W2-{pool_size}", "psycopg_pool", "published")
-    add(
-        f"W2 {pool_size} on {pool_size}: ours ÷ pip-services4-postgres, requests/s, at least 1",
-        ratio(f"W2-{pool_size}", OURS, "published"),
-        1.0,
-        False,
-        same("psycopg_pool ÷ it", raw),
-        ""
-        if raw is None or raw >= 1.0
-        else (
-            f"W2 {pool_size} on {pool_size}: psycopg_pool used directly falls short too "
-            f"({raw:.3f}). In this run pip-services4-postgres seldom closed and reopened "
-            "connections (see the note under its table), and then its lower cost per request "
-            "(see W1) gives it the higher throughput; how often it reconnects depends on the "
-            "threads' timing, and varies from run to run."
-        ),
-    )
+        if where.delay:
+            pipeline = results.ratio(
+                "W1", key, "transactional/ours-pipeline", "transactional/published"
+            )
+            add(
+                "W1 transactional: ours ÷ pip-services4-postgres, time per request, at most 1.00",
+                where,
+                results.ratio("W1", key, f"transactional/{OURS}", "transactional/published"),
+                1.0,
+                True,
+                _same("ours, BEGIN with the statement, ÷ it", pipeline),
+            )
     return found
 
 
@@ -197,26 +192,204 @@ def _grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def text(tables: Sequence[Table], found: Sequence[Check]) -> str:
+def _placement_title(table: Table, placements: Sequence[Placement]) -> str:
+    for where in placements:
+        if where.key == table.placement:
+            return f"{table.title}, {where.title}"
+    return table.title
+
+
+_TARGET_HEADER = ["target", "placement", "measured", "verdict", "for reference, same run"]
+
+
+def _target_rows(found: Sequence[Check]) -> list[list[str]]:
+    return [[c.text, c.placement, f"{c.measured:.3f}", c.verdict, c.reference] for c in found]
+
+
+def text(tables: Sequence[Table], found: Sequence[Check], placements: Sequence[Placement]) -> str:
     """The report for the terminal."""
     parts = []
     for table in tables:
-        parts.append(f"\n{table.title}\n")
+        parts.append(f"\n{_placement_title(table, placements)}\n")
         parts.append(_grid(["contender", *table.columns], table.rows) if table.rows else "")
         parts.extend(f"  note: {note}" for note in table.notes)
     parts.append("\nTargets\n")
-    parts.append(
-        _grid(
-            ["target", "measured", "verdict", "for reference, same run"],
-            [[c.text, f"{c.measured:.3f}", c.verdict, c.reference] for c in found],
-        )
-    )
-    parts.extend(f"  note: {why}" for why in _misses_explained(found))
+    parts.append(_grid(_TARGET_HEADER, _target_rows(found)))
+    for title, paragraphs in _findings(tables, placements):
+        parts.append(f"\n{title}\n")
+        parts.extend(paragraphs)
     return "\n".join(parts)
 
 
-def _misses_explained(found: Sequence[Check]) -> list[str]:
-    return [check.why for check in found if check.why and not check.ok]
+# -- findings: what the numbers of this run say -----------------------------------------------
+
+
+def _findings(
+    tables: Sequence[Table], placements: Sequence[Placement]
+) -> list[tuple[str, list[str]]]:
+    """Sections written from this run's numbers: (title, paragraphs)."""
+    results = Results(tables)
+    sections = [
+        ("Order of idle connections: LIFO or FIFO", _idle_order(results, placements)),
+        ("Saving the BEGIN round trip", _pipeline(results, placements)),
+        ("What the latency proxy costs", _proxy_cost(results, placements)),
+    ]
+    return [(title, paragraphs) for title, paragraphs in sections if paragraphs]
+
+
+def _x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _us(value: float | None) -> str:
+    return "—" if value is None else f"{fmt(value)} µs"
+
+
+def _idle_order(results: Results, placements: Sequence[Placement]) -> list[str]:
+    default = PostgresOptions.idle_order
+    rows = []
+    for where in placements:
+        key = where.key
+        w1 = [
+            results.ratio("W1", key, f"{mode}/{OURS_OTHER}", f"{mode}/{OURS}")
+            for mode in ("transactional", "autocommit")
+        ]
+        w2 = [
+            results.ratio("W2", key, f"{t}/{OURS_OTHER}", f"{t}/{OURS}")
+            for t in _thread_counts(results, key)
+        ]
+        if any(v is not None for v in w1 + w2):
+            row = (
+                f"{where.title}: W1 time per request {_x(w1[0])} (transactional), "
+                f"{_x(w1[1])} (autocommit)"
+            )
+            if w2:
+                row += "; W2 requests/s " + ", ".join(
+                    f"{_x(v)} ({t} thread{'s' if t > 1 else ''})"
+                    for t, v in zip(_thread_counts(results, key), w2, strict=True)
+                )
+            rows.append(row + ".")
+    if not rows:
+        return []
+    return [
+        "``options.idle_order`` chooses which idle connection a checkout gets: ``lifo``, the "
+        "one returned last, or ``fifo``, the one idle longest (psycopg_pool's own order). "
+        "LIFO keeps a few connections busy and lets the others idle; FIFO spreads the work "
+        "over every connection. With one thread and a pool of "
+        "8, LIFO always reuses the server process that has just answered, FIFO the one that "
+        "has been idle longest. Which costs less depends on where the server's processes "
+        "run: a process that has just answered may still be running on its CPU (cheap to "
+        "reach again) or may have just gone to sleep there (it must be woken up), and on a "
+        "virtual machine a wake-up across CPUs is costly.",
+        f"Ours with ``{OTHER_ORDER}``, relative to ours with the default ``{default}``, in "
+        "this run (above 1: the alternative takes longer per request in W1, or serves more "
+        "requests per second in W2):",
+        *(f"- {row}" for row in rows),
+        f"The default is ``{default}``: {DEFAULT_ORDER_REASON}",
+    ]
+
+
+#: Why the default of ``options.idle_order`` is what it is (written from the measurements
+#: that chose it; the numbers above show whether this run agrees).
+DEFAULT_ORDER_REASON = (
+    "where it was chosen (a 2-core virtual machine shared with other work: a noise of ±5 to "
+    "±45 % not pinned), the numbers did not make FIFO the better choice for a server on "
+    "another host. In latency mode, the placement that resembles one, FIFO's median W1 "
+    "request ranged from 4 % faster to 8 % slower, slower in 7 comparisons of 10 over five "
+    "runs. Not pinned, over loopback, FIFO served more requests per second in 13 W2 "
+    "comparisons of 16 (by up to 30 %), while its median W1 request was slower in half the "
+    "runs: there the client and the server share the machine's CPUs, and which server "
+    "process a checkout wakes up decides which CPU the client competes with, which a server "
+    "on its own host does not do. Pinned, LIFO was faster. Where your own runs show FIFO "
+    "faster, set ``options.idle_order`` to ``fifo``. What tips the balance is the "
+    "validation bypass: LIFO hands out the connection returned last, which is within "
+    "``options.validation_bypass`` (1 s) of its return as long as requests keep coming; "
+    "FIFO hands out the one idle longest, so a pool of 10 connections serving 5 requests "
+    "per second leaves each connection idle 2 s, and every checkout pays a validation "
+    "round trip, which over a network costs as much as a short query."
+)
+
+
+def _thread_counts(results: Results, placement: str) -> list[int]:
+    table = results.tables.get(("W2", placement))
+    if table is None:
+        return []
+    return sorted({int(name.split("/")[0]) for name in table.series})
+
+
+def _pipeline(results: Results, placements: Sequence[Placement]) -> list[str]:
+    paragraphs = []
+    for where in placements:
+        key = where.key
+
+        def us(name: str, key: str = key) -> float | None:
+            return results.median("W1", key, f"transactional/{name}")
+
+        held, piped, ours, ours_piped, published = (
+            us("held"), us("held-pipeline"), us(OURS), us("ours-pipeline"), us("published")
+        )  # fmt: skip
+        if held is None or piped is None:
+            continue
+        line = (
+            f"{where.title}: a held connection takes {_us(held)} per request as psycopg does "
+            f"it and {_us(piped)} with ``BEGIN`` sent with the statement; ours {_us(ours)} "
+            f"and {_us(ours_piped)}; pip-services4-postgres {_us(published)}."
+        )
+        if where.delay:
+            line += f" A round trip costs at least {fmt(2 * where.delay * 1e6, 0)} µs here."
+        paragraphs.append(f"- {line}")
+    if not paragraphs:
+        return []
+    return [
+        "In transactional mode psycopg sends ``BEGIN`` in a round trip of its own before the "
+        "first statement of a transaction, then the statement, then ``COMMIT``: three round "
+        "trips for a one-statement checkout. psycopg2 does the same, and so does psycopg in "
+        "pipeline mode (it waits for ``BEGIN``'s answer before it goes on). PgJDBC and Npgsql "
+        "send ``BEGIN`` in the same write as the first statement, which saves one round trip "
+        "per transaction. With psycopg that takes a connection in autocommit mode and an "
+        "explicit ``BEGIN`` in a pipeline with the first statement: the W1 rows *BEGIN with "
+        "the statement* do so, in two round trips (see *Contenders*). Per request, "
+        "transactional, in this run:",
+        *paragraphs,
+        PIPELINE_ADVICE,
+    ]
+
+
+#: What the component does about sending BEGIN with the first statement, and what an
+#: application can do.
+PIPELINE_ADVICE = (
+    "Where a round trip costs hundreds of µs, sending ``BEGIN`` with the first statement "
+    "saves a round trip of three; pinned to one CPU, where a round trip costs only CPU "
+    "time, psycopg's pipeline machinery costs more than it saves. The component does not "
+    "do it by itself: it does not see the first statement before the caller runs it, and a "
+    "pipeline changes how errors surface (at the end of the pipeline, not at the "
+    "statement) and refuses ``COPY``, so it cannot be slipped under code written for plain "
+    "psycopg. An application whose server is far away can do it in its own blocks, as the "
+    "rows above do, with ``options.autocommit`` true; for a block with a single statement, "
+    "autocommit mode alone is cheaper still: one round trip, no transaction."
+)
+
+
+def _proxy_cost(results: Results, placements: Sequence[Placement]) -> list[str]:
+    direct = next((w for w in placements if w.key == "unpinned"), None)
+    delayed = next((w for w in placements if w.delay), None)
+    if direct is None or delayed is None:
+        return []
+    near = results.median("W1", direct.key, "autocommit/held")
+    far = results.median("W1", delayed.key, "autocommit/held")
+    if near is None or far is None:
+        return []
+    delay = 2 * delayed.delay * 1e6
+    extra = far - near - delay
+    return [
+        "A held connection in autocommit mode makes one round trip per request: "
+        f"{_us(near)} directly (not pinned), {_us(far)} through the proxy. Of the "
+        f"{_us(far - near)} the proxy adds, {fmt(delay, 0)} µs is the delay it is asked for "
+        f"and {_us(extra)} its own cost: two forwards, each by a Python thread that wakes "
+        f"up for it. So in latency mode a round trip costs about {_us(delay + extra)} "
+        "beyond the server's own time, the same for every contender, and the delay is "
+        f"{100 * delay / max(far, 1e-9):.0f} % of a one-round-trip request."
+    ]
 
 
 # -- the docs page ----------------------------------------------------------------------------
@@ -253,6 +426,7 @@ def page(
     tables: Sequence[Table],
     found: Sequence[Check],
     facts: Sequence[tuple[str, str]],
+    placements: Sequence[Placement],
     command: str,
     settings_text: str,
     started: dt.datetime,
@@ -264,11 +438,21 @@ def page(
         ".. This page is generated by ``nox -s bench`` (benchmarks/report.py): do not edit it.",
         "",
         _heading("Benchmarks", "="),
-        "What does a pool cost per request, and how does :class:`~pip_postgres.PostgresConnection` "
-        "compare with what one would use otherwise? All numbers below were measured in one "
-        "run, on the same server, with the contenders interleaved round by round so that the "
-        "machine's drift hits them alike. This page is written by the benchmark itself; "
-        "run it again to get numbers for your machine.",
+        "What does :class:`~pip_postgres.PostgresConnection` cost per request, compared with "
+        "what an application would use otherwise: one psycopg connection held open, "
+        "psycopg_pool's ``ConnectionPool`` used directly, the published pip-services4-postgres "
+        "component (psycopg2), or a new connection per request? All numbers below come from "
+        "one run of the benchmark on one machine, against one PostgreSQL server, with the "
+        "contenders interleaved round by round so that the machine's drift hits them alike. "
+        "The benchmark writes this page itself; run it again to get numbers for your machine.",
+        "",
+        "In the tables *ours* is pip_postgres. The workloads, each described in its own "
+        "section below: **W1** one thread, a checkout, ``SELECT 1`` and the return, one after "
+        "the other; **W2** the same from 1 to 64 threads at once on a pool of 8; **W3** a "
+        "checkout and return with no query (the pool's own cost); **W4** from nothing to the "
+        "first query answered; **W5** from a server restart to the first successful request; "
+        "**W6** a primary-key lookup and an insert on a 100,000-row table; and the client "
+        "memory each pooled connection takes.",
         "",
         f"- **Command**: ``{command}`` (``python -m benchmarks``; ``--quick`` for a short "
         "smoke run, which only prints; ``--help`` for the options).",
@@ -285,18 +469,35 @@ def page(
         ),
         _heading("Machine and versions", "-"),
         _list_table(None, [[name, value] for name, value in facts], "30 70"),
-        _heading("Targets", "-"),
-        "The targets of the benchmark's issue. A measured value is a ratio of paired blocks "
-        "(the same round), median over the rounds.",
+        _heading("Placements: where the processes run", "-"),
+        "The server runs on the same machine as the benchmark, reached over the loopback "
+        "interface, where a round trip costs tens of µs instead of the hundreds it costs "
+        "between two hosts. How the two share the machine's CPUs changes what a round trip "
+        "costs, and which contender wins; so the workloads that make round trips run in "
+        "several placements:",
         "",
-        _list_table(
-            ["target", "measured", "verdict", "for reference, same run"],
-            [[c.text, f"{c.measured:.3f}", c.verdict, c.reference] for c in found],
-            "45 10 10 35",
-        )
+        *(f"- **{where.title}**: {_PLACEMENT_TEXT[where.key]}" for where in placements),
+        "",
+        _DEPLOYMENT_TEXT,
+        "",
+        "W1 and W6 run in every placement, W2 and W3 in the two loopback ones (W3 makes no "
+        "round trip); W4, W5 and the memory measure run once, in the first placement "
+        f"({placements[0].title if placements else 'none'}).",
+        "",
+        _heading("Targets", "-"),
+        "What the project requires of the component, checked in each placement. A measured "
+        "value is the median over the rounds of the ratio of two contenders' results in the "
+        "same round.",
+        "",
+        _list_table(_TARGET_HEADER, _target_rows(found), "40 15 10 10 25")
         if found
         else "No target could be checked in this run.\n",
-        *(f"{why}\n" for why in _misses_explained(found)),
+    ]
+    for title, paragraphs in _findings(tables, placements):
+        out.append(_heading(title, "-"))
+        for paragraph in paragraphs:
+            out += [paragraph, ""]
+    out += [
         _heading("How to read the tables", "-"),
         "- Each workload runs in *rounds*; every round runs one block of every contender, in "
         "an order rotated by one each round. A value is the median over the rounds of a "
@@ -305,16 +506,8 @@ def page(
         "- ``÷ ours`` is the contender's value divided by ours *in the same round*, median "
         "over the rounds. For times, above 1 means slower than ours; for requests/s and "
         "memory, above 1 means more than ours.",
-        "- The benchmark and the server run on the same single CPU (see *CPU placement* "
-        "above; ``--no-pin`` turns that off). A round trip then costs CPU time and two "
-        "context switches, the same for every contender. Unpinned, on a virtual machine, a "
-        "round trip between two CPUs also waits for the idle one to wake up: tens of µs or "
-        "nothing, depending on where the scheduler put the server process of each "
-        "connection, which swamps the differences measured here. So the times are the "
-        "client's and the server's CPU time, not network latency: over a network every "
-        "request gains the same latency, and the ratios get closer to 1.",
-        "- The machine is shared and has few cores: absolute numbers move from run to run by "
-        "more than the ratios do. Compare ratios, and only within one run.",
+        "- The machine may be shared and has few cores: absolute numbers move from run to run "
+        "by more than the ratios do. Compare ratios, and only within one run.",
         "",
         _heading("Contenders", "-"),
     ]
@@ -322,13 +515,46 @@ def page(
         out.append(f"**{contender.label}**")
         out.append(f"   {contender.does}")
         out.append("")
+    seen: set[str] = set()
     for table in tables:
-        out.append(_heading(table.title, "-"))
-        out.append(table.what)
-        out.append("")
+        if table.id not in seen:  # a workload's description once, then its placements
+            seen.add(table.id)
+            out.append(_heading(table.title, "-"))
+            out.append(table.what)
+            out.append("")
+        if table.placement:
+            title = next(w.title for w in placements if w.key == table.placement)
+            out.append(_heading(title[:1].upper() + title[1:], "~"))
         if table.rows:
             out.append(_list_table(["contender", *table.columns], table.rows))
         for note in table.notes:
             out.append(note)
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+_PLACEMENT_TEXT = {
+    "unpinned": "the operating system's scheduler places the benchmark and the server's "
+    "processes on any CPU, as it does for an application and a database on one machine. A "
+    "server process that answers often runs on another CPU than the client; waking it up "
+    "there costs a few µs on bare metal, tens of µs on a virtual machine, and depends on "
+    "where the scheduler happened to put it, so these numbers are the noisiest.",
+    "pinned": "the benchmark and every server process share one CPU. A round trip then costs "
+    "CPU time and two context switches, the same for every contender, with no wake-up of "
+    "another CPU: the most stable numbers, and the best view of what each contender costs "
+    "in CPU time. No deployment runs so.",
+    "latency": "not pinned, and every contender, the held connection included, reaches the "
+    "server through the same TCP proxy, which holds the data it forwards for a fixed delay "
+    "in each direction (the proxy of the test suite, in a process of its own), so that a "
+    "round trip costs what it costs over a network. Workloads with many threads do not run "
+    "in this mode: they would measure the proxy's threads.",
+}
+
+_DEPLOYMENT_TEXT = (
+    "A server on another host resembles the **latency mode** most: there, round trips "
+    "dominate, and what differs between contenders is the number of round trips a request "
+    "makes and the client's CPU time. Of the two loopback placements, **not pinned** "
+    "resembles it: the server's processes run on other CPUs than the client, and wake up "
+    "when a request arrives, as they do on another host. **Pinned** shows the client's CPU "
+    "cost best, which is what a pool adds, but no server runs that way."
+)

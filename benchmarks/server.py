@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import psycopg
 from pip_services4_components.config import ConfigParams
+from psycopg.conninfo import make_conninfo
 
 from pip_postgres.embedded import ENV_VAR, EmbeddedPostgres, ExternalPostgres, server_for_tests
 
@@ -58,6 +59,12 @@ class Target:
         values.update({f"options.{key}": value for key, value in options.items()})
         return ConfigParams.from_value(values)
 
+    def via(self, port: int) -> Target:
+        """The same target, reached through a proxy on ``127.0.0.1:port``."""
+        return replace(
+            self, host="127.0.0.1", port=port, conninfo=make_conninfo(self.conninfo, port=port)
+        )
+
     def to_env(self) -> dict[str, str]:
         """The environment for a child process that must reach the server."""
         return {**os.environ, TARGET_ENV: json.dumps(asdict(self))}
@@ -84,35 +91,70 @@ def describe_server(server: Server) -> str:
     return f"{kind} PostgreSQL {version[0] if version else '?'} on {server.host}"
 
 
+#: The CPUs this process could run on when it started: the unpinned placement's.
+ALL_CPUS: frozenset[int] = frozenset(
+    os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the benchmark's processes run, and how far the server is."""
+
+    #: ``pinned``, ``unpinned`` or ``latency``.
+    key: str
+    #: Its name in the report.
+    title: str
+    #: Whether the benchmark and the server share one CPU.
+    pinned: bool
+    #: The delay the latency proxy adds in each direction, in seconds; 0 for no proxy.
+    delay: float = 0.0
+
+
+def placements(delay: float) -> dict[str, Placement]:
+    """The placements, by key; ``delay`` is the latency mode's, in seconds each way."""
+    return {
+        placement.key: placement
+        for placement in (
+            Placement("unpinned", "not pinned", pinned=False),
+            Placement("pinned", "pinned to one CPU", pinned=True),
+            Placement(
+                "latency", f"latency mode, {delay * 1e6:.0f} µs each way", False, delay=delay
+            ),
+        )
+    }
+
+
 def pin(server: Server, cpu: int | None) -> str:
     """Run this process and the embedded server's processes on CPU ``cpu`` only.
 
-    Then a round trip costs CPU time and two context switches, always: on a virtual machine a
-    round trip between processes on two CPUs also waits for the idle CPU to wake up, which
-    costs tens of µs or nothing, depending on where the scheduler happened to put the server
-    process of each connection. Call it again after a restart (a new postmaster). Threads
-    started later inherit the setting; so do the server's new processes.
+    Then a round trip costs CPU time and two context switches, always. With ``None``, let
+    them run on every CPU this process could use when it started (:data:`ALL_CPUS`), which
+    undoes an earlier pin. Call it again after a restart (a new postmaster). Threads started
+    later inherit the setting; so do the server's new processes.
 
     :param cpu: the CPU, or ``None`` not to pin.
     :return: a description of what was done, for the report.
     """
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
+    if not ALL_CPUS:
+        return "not pinned: this system does not let a process choose its CPUs"
+    cpus = set(ALL_CPUS) if cpu is None else {cpu}
+    os.sched_setaffinity(0, cpus)
+    if server.is_embedded:
+        import psutil
+
+        pid_file = server.data_dir / "postmaster.pid"  # type: ignore[union-attr]
+        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        for process in [postmaster, *postmaster.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):  # a process that just exited
+                process.cpu_affinity(sorted(cpus))
+    if cpu is None:
         return "not pinned: the scheduler placed the client and the server processes"
-    os.sched_setaffinity(0, {cpu})
     if not server.is_embedded:
         return f"the benchmark pinned to CPU {cpu}; the existing server not pinned"
-    import psutil
-
-    pid_file = server.data_dir / "postmaster.pid"  # type: ignore[union-attr]
-    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
-    for process in [postmaster, *postmaster.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):  # a process that just exited
-            process.cpu_affinity([cpu])
     return f"the benchmark and every server process pinned to CPU {cpu}"
 
 
 def default_cpu() -> int | None:
     """The last CPU this process may run on (``None`` where affinity is not supported)."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    return max(os.sched_getaffinity(0))
+    return max(ALL_CPUS) if ALL_CPUS else None

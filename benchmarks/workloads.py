@@ -1,4 +1,4 @@
-"""The workloads W1 to W5, each run as interleaved rounds.
+"""The workloads W1 to W6, each run as interleaved rounds.
 
 A *cell* is one contender in one variant (a mode, a thread count). Every round runs one block
 of every cell, in an order rotated by one cell per round, so that the machine's drift hits all
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,10 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
 
+import psycopg
+
 from pip_postgres.embedded import EmbeddedPostgres
 
 from . import stats
-from .contenders import CONTENDERS, OURS, Session
+from .contenders import CONTENDERS, OURS, OURS_OTHER, Session
 from .server import Server, Target
 
 
@@ -29,17 +32,22 @@ class Settings:
     """How long to measure: rounds per workload and the length of one block."""
 
     pool_size: int = 8
-    threads: int = 16
+    #: The thread counts of W2.
+    threads: tuple[int, ...] = (1, 8, 16, 64)
     warmup: float = 0.4
-    w1_rounds: int = 51
+    w1_rounds: int = 31
     w1_block: float = 0.1
-    w2_rounds: int = 25
+    w2_rounds: int = 15
     w2_block: float = 0.25
-    w3_rounds: int = 25
+    w3_rounds: int = 15
     w3_block: float = 0.25
     w4_rounds: int = 11
     w5_rounds: int = 3
     w5_idle: float = 2.0
+    w6_rounds: int = 15
+    w6_block: float = 0.1
+    #: Rows of W6's table.
+    w6_rows: int = 100_000
     memory_rounds: int = 5
     memory_sizes: tuple[int, int] = (8, 40)
 
@@ -49,12 +57,14 @@ QUICK = Settings(
     warmup=0.1,
     w1_rounds=3,
     w1_block=0.08,
-    w2_rounds=3,
-    w2_block=0.15,
+    w2_rounds=2,
+    w2_block=0.1,
     w3_rounds=5,
     w3_block=0.05,
     w4_rounds=2,
     w5_rounds=1,
+    w6_rounds=3,
+    w6_block=0.05,
     memory_rounds=1,
     memory_sizes=(4, 12),
 )
@@ -72,6 +82,9 @@ class Table:
     notes: list[str] = field(default_factory=list)
     #: Per-round values by cell name ("variant/contender"), for the targets.
     series: dict[str, list[float]] = field(default_factory=dict)
+    #: The key of the placement it was measured in (see :class:`.server.Placement`); empty
+    #: for the workloads run once.
+    placement: str = ""
 
 
 Log = Callable[[str], None]
@@ -197,12 +210,21 @@ def timed_cells(
     return {name: [v * 1e6 for v in values] for name, values in series.items()}
 
 
+#: W1's contenders in each mode: the pipelines save nothing in autocommit mode.
+W1_KEYS = {
+    "transactional": ["held", "held-pipeline", "psycopg_pool", OURS, OURS_OTHER,
+                      "ours-pipeline", "published", "new"],
+    "autocommit": ["held", "psycopg_pool", OURS, OURS_OTHER, "published", "new"],
+}  # fmt: skip
+
+
 def w1(target: Target, settings: Settings, log: Log) -> Table:
     """W1: one thread, checkout + ``SELECT 1`` + return, transactional and autocommit."""
-    keys = ["held", "psycopg_pool", OURS, "published", "new"]
     modes = {"transactional": False, "autocommit": True}
     cells = {
-        f"{mode}/{key}": (key, autocommit) for mode, autocommit in modes.items() for key in keys
+        f"{mode}/{key}": (key, autocommit)
+        for mode, autocommit in modes.items()
+        for key in W1_KEYS[mode]
     }
     series = timed_cells(
         target, settings, log, "W1", cells, "request", _median_block, settings.w1_block,
@@ -216,25 +238,27 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
         "mode (the request commits) and autocommit mode. Pools of 8. Each request is timed "
         "on its own; a block's value is its median request, so that a burst of load on the "
         "machine moves it less than it moves a mean.",
-        [
-            "transactional µs/request",
-            "÷ ours",
-            "autocommit µs/request",
-            "÷ ours",
-        ],
+        ["transactional µs/request", "÷ ours", "autocommit µs/request", "÷ ours"],
         series=series,
     )
-    for key in keys:
-        row = [CONTENDERS[key].label]
-        for mode in modes:
-            name = f"{mode}/{key}"
-            values = series[name]
-            row += [
-                f"{fmt(stats.median(values))} {fmt_spread(values)}",
-                ratio_cell(name, series, f"{mode}/{OURS}"),
-            ]
-        table.rows.append(row)
+    for key in W1_KEYS["transactional"]:
+        table.rows.append(
+            [CONTENDERS[key].label, *mode_cells(series, "transactional", key),
+             *mode_cells(series, "autocommit", key)]
+        )  # fmt: skip
     return table
+
+
+def mode_cells(series: dict[str, list[float]], mode: str, key: str) -> list[str]:
+    """The value (median and spread) and the ratio to ours of cell ``mode/key``, or dashes."""
+    name = f"{mode}/{key}"
+    if name not in series:
+        return ["—", "—"]
+    values = series[name]
+    return [
+        f"{fmt(stats.median(values))} {fmt_spread(values)}",
+        ratio_cell(name, series, f"{mode}/{OURS}"),
+    ]
 
 
 def w3(target: Target, settings: Settings, log: Log) -> Table:
@@ -321,70 +345,75 @@ def _run_threads(session: Session, threads: int, per_thread: int) -> _Concurrent
     return _Concurrent(len(flat) / elapsed, flat, sum(refused), threads * per_thread)
 
 
-def w2(target: Target, settings: Settings, log: Log) -> list[Table]:
-    """W2: 16 threads on a pool of 8 (and 8 on 8): throughput and checkout waits."""
-    size, many = settings.pool_size, settings.threads
-    cells = [(many, key) for key in ("held", "psycopg_pool", OURS, "published", "new")]
-    cells += [(size, key) for key in ("psycopg_pool", OURS, "published")]
+#: W2's contenders: no new connection per request (50 times slower, it says nothing here).
+W2_KEYS = ["held", "psycopg_pool", OURS, OURS_OTHER, "published"]
+
+
+def w2(target: Target, settings: Settings, log: Log) -> Table:
+    """W2: 1, 8, 16 and 64 threads on a pool of 8: throughput, and what it cost in waits."""
+    size = settings.pool_size
     results: dict[str, list[_Concurrent]] = {}
-    blocks: dict[str, Callable[[], float]] = {}
-    named = {f"{threads}/{key}": (key, False) for threads, key in cells}
-    with open_sessions(target, size, named) as sessions:
-        for name, session in sessions.items():
-            threads = int(name.split("/")[0])
-            per_thread = _calibrate_threads(session, threads, settings)
-            results[name] = []
-            blocks[name] = _concurrent_block(session, threads, per_thread, results[name])
-        log(f"W2: {len(blocks)} cells, {settings.w2_rounds} rounds")
-        interleave(blocks, settings.w2_rounds, log, "W2")
-    tables = []
-    for threads in (many, size):
-        keys = [key for t, key in cells if t == threads]
-        series = {key: [r.throughput for r in results[f"{threads}/{key}"]] for key in keys}
-        table = Table(
-            f"W2-{threads}",
-            f"W2: {threads} threads on a pool of {size}",
-            f"{threads} threads make requests as in W1 (transactional) for the same time, on "
-            f"one shared pool of {size}. Requests/s counts the requests that succeeded; the "
-            "checkout wait is the time from asking for a connection to having it, per request "
-            "(p50 and p99 within a round, then the median over the rounds).",
-            ["requests/s", "÷ ours", "wait p50 µs", "wait p99 µs", "refused"],
-            series=series,
-        )
-        for key in keys:
-            rounds = results[f"{threads}/{key}"]
-            p50 = stats.median([_pct(r.waits, 50) for r in rounds])
-            p99 = stats.median([_pct(r.waits, 99) for r in rounds])
-            refused = sum(r.refused for r in rounds) / max(1, sum(r.attempts for r in rounds))
-            no_wait = key == "held"
-            table.rows.append(
-                [
-                    CONTENDERS[key].label,
-                    f"{fmt(stats.median(series[key]), 0)} {fmt_spread(series[key])}",
-                    ratio_cell(key, series, OURS),
-                    "—" if no_wait else fmt(p50 * 1e6),
-                    "—" if no_wait else fmt(p99 * 1e6),
-                    f"{100 * refused:.1f} %" if refused else "0",
-                ]
-            )
-        if threads == many:
-            table.notes.append(
-                f"The held connections are {threads} connections, one per thread, no pool: "
-                "a floor with no waiting. For a new connection per request the wait is the "
-                "time to connect."
-            )
-        published = [w for r in results[f"{threads}/published"] for w in r.waits]
-        slow = sum(1 for w in published if w > 0.001) / max(1, len(published))
-        table.notes.append(
-            "pip-services4-postgres does not wait when its pool is exhausted: ``getconn()`` "
-            "raises ``PoolError`` (counted as refused, and the thread goes on with its next "
-            "request). Its pool also keeps one idle connection only: a connection returned "
-            "while another one is idle is closed, and a later checkout connects anew (here "
-            f"{100 * slow:.1f} % of its checkouts took over 1 ms). How often that happens "
-            "depends on the threads' timing, so its numbers vary more from run to run."
-        )
-        tables.append(table)
-    return tables
+    for threads in settings.threads:
+        # One interleaving per thread count, so that no more connections are open at once
+        # than one count needs (64 held connections and four pools).
+        blocks: dict[str, Callable[[], float]] = {}
+        named = {f"{threads}/{key}": (key, False) for key in W2_KEYS}
+        with open_sessions(target, size, named) as sessions:
+            for name, session in sessions.items():
+                per_thread = _calibrate_threads(session, threads, settings)
+                results[name] = []
+                blocks[name] = _concurrent_block(session, threads, per_thread, results[name])
+            label = f"W2 {threads} thread(s)"
+            log(f"{label}: {len(blocks)} cells, {settings.w2_rounds} rounds")
+            interleave(blocks, settings.w2_rounds, log, label)
+    series = {name: [r.throughput for r in rounds] for name, rounds in results.items()}
+    columns = []
+    for threads in settings.threads:
+        columns += [f"{threads} thread{'s' if threads > 1 else ''}: requests/s", "÷ ours"]
+    table = Table(
+        "W2",
+        f"W2: 1 to {max(settings.threads)} threads on a pool of {size}",
+        "Each thread makes requests as in W1 (transactional), as fast as it can, on one "
+        f"shared pool of {size}; requests/s counts the requests that succeeded. With more "
+        "threads than connections, threads queue for a connection, and the pool's queue is "
+        "what is measured. The held connections are one connection per thread, no pool: a "
+        "floor with no waiting, and as many server processes as threads. "
+        f"pip-services4-postgres cannot serve more threads than its {size} connections: its "
+        "psycopg2 pool does not wait when all its connections are out, ``getconn()`` raises "
+        "``PoolError`` (*connection pool exhausted*), which its thread counts as refused "
+        "before it goes on with its next request. Its requests/s beyond "
+        f"{size} threads are therefore not comparable: an application would have to retry "
+        "or fail each refused request. Its pool also keeps one idle connection only: a "
+        "connection returned while another one is idle is closed, and a later checkout "
+        "connects anew, how often depending on the threads' timing.",
+        columns,
+        series=series,
+    )
+    for key in W2_KEYS:
+        row = [CONTENDERS[key].label]
+        for threads in settings.threads:
+            name = f"{threads}/{key}"
+            row += [
+                f"{fmt(stats.median(series[name]), 0)} {fmt_spread(series[name])}",
+                ratio_cell(name, series, f"{threads}/{OURS}"),
+            ]
+        table.rows.append(row)
+    waits, refused = [], []
+    for threads in settings.threads:
+        p99 = [
+            fmt(stats.median([_pct(r.waits, 99) for r in results[f"{threads}/{key}"]]) * 1e6)
+            for key in ("psycopg_pool", OURS)
+        ]
+        waits.append(f"{p99[0]} and {p99[1]} at {threads}")
+        rounds = results[f"{threads}/published"]
+        share = sum(r.refused for r in rounds) / max(1, sum(r.attempts for r in rounds))
+        refused.append(f"{100 * share:.0f} % at {threads}")
+    table.notes.append(
+        "Checkout wait, p99 within a round (median over the rounds), psycopg_pool and ours, "
+        f"in µs, by thread count: {'; '.join(waits)}. Requests pip-services4-postgres "
+        f"refused: {', '.join(refused)}."
+    )
+    return table
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -571,4 +600,66 @@ def w5(
         "an application would have to handle or show. Medians over "
         f"{settings.w5_rounds} round(s)."
     )
+    return table
+
+
+# -- W6: primary-key lookup and insert on a 100k-row table -------------------------------------
+
+#: W6's table.
+ITEMS = "bench_items"
+LOOKUP = f"SELECT id, name, price FROM {ITEMS} WHERE id = %s"
+INSERT = f"INSERT INTO {ITEMS} (name, price) VALUES (%s, %s) RETURNING id"
+W6_KEYS = ["held", "psycopg_pool", OURS, "published"]
+
+
+def prepare_items(target: Target, rows: int) -> None:
+    """Create W6's table anew with ``rows`` rows (ids 1 to ``rows``), loaded with COPY."""
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {ITEMS}")
+        conn.execute(
+            f"CREATE TABLE {ITEMS} (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+            "name text NOT NULL, price numeric(10, 2) NOT NULL)"
+        )
+        with conn.cursor().copy(f"COPY {ITEMS} (id, name, price) FROM STDIN") as copy:
+            for id_ in range(1, rows + 1):
+                copy.write_row((id_, f"item {id_}", f"{id_ % 1000}.{id_ % 100:02d}"))
+        conn.execute(f"SELECT setval(pg_get_serial_sequence('{ITEMS}', 'id'), %s)", (rows,))
+        conn.execute(f"VACUUM ANALYZE {ITEMS}")
+
+
+def w6(target: Target, settings: Settings, log: Log) -> Table:
+    """W6: one thread, checkout + a primary-key lookup (or an insert) + return."""
+    rows = settings.w6_rows
+    randrange = random.Random(6).randrange
+    operations: dict[str, Callable[[Session], Callable[[], None]]] = {
+        "lookup": lambda session: lambda: session.request(LOOKUP, (randrange(1, rows + 1),)),
+        "insert": lambda session: lambda: session.request(INSERT, ("new item", "9.99")),
+    }
+    cells = {f"{op}/{key}": (key, False) for op in operations for key in W6_KEYS}
+    with open_sessions(target, settings.pool_size, cells) as sessions:
+        blocks = {}
+        for name, session in sessions.items():
+            op = operations[name.split("/")[0]](session)
+            count = calibrate(op, settings.warmup, settings.w6_block)
+            blocks[name] = _median_block(op, count)
+        log(f"W6: {len(blocks)} cells, {settings.w6_rounds} rounds")
+        series = interleave(blocks, settings.w6_rounds, log, "W6")
+    series = {name: [v * 1e6 for v in values] for name, values in series.items()}
+    table = Table(
+        "W6",
+        f"W6: primary-key lookup and insert on a {rows:,}-row table",
+        f"A table of {rows:,} rows (``id bigint`` identity primary key, ``name text``, "
+        "``price numeric``), loaded once per run with COPY. One thread makes requests as in "
+        "W1, transactional, each a checkout, one statement with its row read, the commit and "
+        f"the return: *lookup* is ``{LOOKUP}`` with a random id; *insert* is ``{INSERT}``. "
+        "Each request is timed on its own; a block's value is its median request. The "
+        "embedded server runs with ``fsync`` off, so a commit does not wait for the disk.",
+        ["lookup µs/request", "÷ ours", "insert µs/request", "÷ ours"],
+        series=series,
+    )
+    for key in W6_KEYS:
+        table.rows.append(
+            [CONTENDERS[key].label, *mode_cells(series, "lookup", key),
+             *mode_cells(series, "insert", key)]
+        )  # fmt: skip
     return table

@@ -61,6 +61,8 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+#: The values of ``options.idle_order``.
+_IDLE_ORDERS = ("lifo", "fifo")
 _RESET_MODES = {"auto": "auto", "always": "always", "never": "never"}
 _RESET_MODES.update(dict.fromkeys(_TRUE, "always"))
 _RESET_MODES.update(dict.fromkeys(_FALSE, "never"))
@@ -255,6 +257,11 @@ class PostgresOptions:
     #: travels with the COMMIT or ROLLBACK, in the same round trip; in autocommit mode it costs
     #: a round trip of its own.
     reset_session: str = "auto"
+    #: ``options.idle_order``: which idle connection a checkout gets. ``lifo``: the one
+    #: returned last (a few connections stay busy and warm, and the validation bypass window
+    #: applies more often); ``fifo``: the one idle longest, psycopg_pool's own order (work
+    #: spreads over every connection). Default ``lifo``; see :doc:`reliability` for why.
+    idle_order: str = "lifo"
     #: ``options.validation_bypass`` (ms), in seconds: a connection returned to the pool less
     #: than this long ago is handed out without a validation round trip; an older one is
     #: validated first and replaced if it is broken. 0 validates at every checkout.
@@ -314,6 +321,7 @@ class PostgresOptions:
             max_waiting=section.integer("max_waiting", cls.max_waiting, 0, 1_000_000),
             autocommit=section.boolean("autocommit", cls.autocommit),
             reset_session=section.reset_mode("reset_session"),
+            idle_order=section.choice("idle_order", _IDLE_ORDERS) or cls.idle_order,
             validation_bypass=section.milliseconds(
                 "validation_bypass", cls.validation_bypass * 1000
             ),

@@ -85,7 +85,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             - idle_timeout: (ms) idle time before a connection above the minimum is closed
               (default: 10000)
             - max_pool_size: maximum number of connections (default: 10)
-            - min_pool_size, max_lifetime, max_waiting, autocommit, application_name,
+            - min_pool_size, max_lifetime, max_waiting, autocommit, idle_order, application_name,
               ssl_mode, ssl_root_cert, ssl_cert, ssl_key
 
     References:
@@ -258,6 +258,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             leak_threshold=options.leak_detection_threshold,
             on_leak=on_leak,
             reset_session=options.reset_session,
+            idle_order=options.idle_order,
             min_size=options.min_pool_size,
             max_size=options.max_pool_size,
             timeout=options.connect_timeout,

@@ -254,6 +254,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
     :param on_leak: called, from a background thread, with each :class:`Leak`.
     :param reset_session: when the end of a checkout resets the session with ``RESET ALL``:
         ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
+    :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
+        returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
     :param open: open the pool now (see :meth:`psycopg_pool.ConnectionPool.open`); default
         ``False``.
     :param pool_kwargs: passed on to :class:`psycopg_pool.ConnectionPool` (sizes, timeouts).
@@ -268,11 +270,14 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         leak_threshold: float = 0.0,
         on_leak: Callable[[Leak], None] | None = None,
         reset_session: str = "auto",
+        idle_order: str = "lifo",
         open: bool = False,
         **pool_kwargs: Any,
     ) -> None:
         if reset_session not in _CURSORS:
             raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
+        if idle_order not in ("lifo", "fifo"):
+            raise ValueError(f"idle_order must be lifo or fifo, got {idle_order!r}")
         #: When the end of a checkout resets the session: ``auto``, ``always`` or ``never``
         #: (see :meth:`finish`).
         self.reset_session = reset_session
@@ -290,9 +295,12 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             open=False,
             **pool_kwargs,
         )
+        #: Which idle connection a checkout gets: ``lifo`` or ``fifo``.
+        self.idle_order = idle_order
         # psycopg_pool keeps its idle connections in this deque (psycopg_pool 3.2 and 3.3; the
         # test suite checks the order, so that a change there is noticed).
-        self._pool = _LastInFirstOut(self._pool)
+        if idle_order == "lifo":
+            self._pool = _LastInFirstOut(self._pool)
         self.validation_bypass = validation_bypass
         # Connections returned before this moment are validated whatever their bypass window:
         # one of them was found broken, so the others may have died with it.

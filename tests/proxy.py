@@ -12,6 +12,10 @@ misbehave while the server itself stays up::
         proxy.stall()      # silence the current connections only; new ones work
         proxy.restore()    # forward again (re-listening on the same port after refuse())
 
+With ``delay``, every chunk of data is held that long before it is forwarded, in each
+direction, as a network's latency would hold it: the benchmark's latency mode
+(``benchmarks/latency.py``) runs it so, in a process of its own.
+
 Only threads and sockets; everything is bounded. Sockets have timeouts, every loop waits at
 most :data:`POLL` seconds per turn and ends on :meth:`FaultProxy.stop` (or at
 ``max_lifetime``), threads are daemons and are joined on stop. It listens on, and connects to,
@@ -33,6 +37,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import deque
 from types import TracebackType
 
 __all__ = ["FaultProxy"]
@@ -59,6 +64,16 @@ def _abort(sock: socket.socket | None) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Send small writes at once, as libpq does on its own sockets (no Nagle algorithm).
+
+    Otherwise a small write that follows another one not yet acknowledged waits for the
+    peer's delayed acknowledgement, up to 40 ms on Linux.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _Pair:
@@ -97,7 +112,11 @@ class _Pair:
     def _pump(self) -> None:
         proxy = self.proxy
         ends = time.monotonic() + proxy.max_lifetime
-        with selectors.DefaultSelector() as selector:
+        # With a delay, data waits here until it is due: (when, where to, what), in arrival
+        # order. A select() timeout has µs resolution; epoll's has ms.
+        due: deque[tuple[float, socket.socket, bytes]] = deque()
+        selector = selectors.SelectSelector() if proxy.delay else selectors.DefaultSelector()
+        with selector:
             selector.register(self.client, selectors.EVENT_READ, "client")
             while not proxy._stopping.is_set() and time.monotonic() < ends:
                 self.forwarding = proxy._mode == _FORWARD and not self.stalled
@@ -113,8 +132,10 @@ class _Pair:
                         (LOOPBACK, proxy.target_port), timeout=IO_TIMEOUT
                     )
                     self.upstream.settimeout(IO_TIMEOUT)
+                    _no_delay(self.upstream)
                     selector.register(self.upstream, selectors.EVENT_READ, "upstream")
-                for key, _ in selector.select(POLL):
+                wait = max(0.0, due[0][0] - time.perf_counter()) if due else POLL
+                for key, _ in selector.select(wait):
                     if proxy._mode != _FORWARD or self.stalled:
                         break  # silenced meanwhile: forward nothing more
                     source = self.client if key.data == "client" else self.upstream
@@ -122,6 +143,12 @@ class _Pair:
                     data = source.recv(65536)
                     if not data:
                         return
+                    if proxy.delay:
+                        due.append((time.perf_counter() + proxy.delay, target, data))
+                    else:
+                        target.sendall(data)
+                while due and due[0][0] <= time.perf_counter():
+                    _, target, data = due.popleft()
                     target.sendall(data)
 
     def _client_gone(self) -> bool:
@@ -152,6 +179,8 @@ class FaultProxy:
     :param max_connections: client connections beyond this many are closed at once.
     :param max_lifetime: seconds after which any one connection is dropped (a bound, far
         above what a test needs).
+    :param delay: seconds each chunk of data is held before it is forwarded, in either
+        direction; 0 (the default) forwards at once.
     """
 
     def __init__(
@@ -161,12 +190,14 @@ class FaultProxy:
         *,
         max_connections: int = 100,
         max_lifetime: float = 300.0,
+        delay: float = 0.0,
     ) -> None:
         if target_host not in (LOOPBACK, "localhost"):
             raise ValueError(f"FaultProxy forwards to {LOOPBACK} only, not {target_host!r}")
         self.target_port = int(target_port)
         self.max_connections = max_connections
         self.max_lifetime = max_lifetime
+        self.delay = delay
         self._mode = _FORWARD
         self._lock = threading.Lock()
         self._pairs: set[_Pair] = set()
@@ -329,6 +360,7 @@ class FaultProxy:
             except OSError:
                 return
             client.settimeout(IO_TIMEOUT)
+            _no_delay(client)
             with self._lock:
                 if len(self._pairs) >= self.max_connections:
                     _abort(client)

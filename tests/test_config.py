@@ -121,6 +121,13 @@ def test_reset_session_modes() -> None:
         )
 
 
+def test_idle_order() -> None:
+    assert PostgresOptions().idle_order == "lifo"
+    assert parse(connection__host="h").options.idle_order == "lifo"
+    for given in ("lifo", "fifo"):
+        assert parse(connection__host="h", options__idle_order=given).options.idle_order == given
+
+
 def test_connect_timeout_zero_means_bounded_default() -> None:
     config = parse(connection__host="h", options__connect_timeout="0")
     assert config.options.connect_timeout == 10.0
@@ -318,6 +325,7 @@ def test_connections_must_agree_on_database() -> None:
             "true or false",
         ),
         ({"connection.host": "h", "options.ssl_mode": "strict"}, "options.ssl_mode", "verify-full"),
+        ({"connection.host": "h", "options.idle_order": "random"}, "options.idle_order", "fifo"),
         ({"connection.host": "h,x"}, "connection.host", "not a host name"),
         ({"connection.port": "5432"}, "connection.host", "is not set"),
         ({"connection.uri": "postgresql://h/db?nonsense=1"}, "connection.uri", "not a valid"),

@@ -192,6 +192,28 @@ def test_proxy_modes(pg: Server, proxy: FaultProxy) -> None:
     assert wait_until(lambda: proxy.connections == 0, 2.0)
 
 
+@pytest.mark.timeout(60)
+def test_delaying_proxy_forwards_everything_in_order(pg: Server, record_property: Record) -> None:
+    """With a delay (the benchmark's latency mode), data still flows whole and in order.
+
+    A pipeline puts many messages in flight in both directions at once, and a large result
+    arrives in many chunks: every chunk waits in the proxy's queue, none is lost or reordered.
+    """
+    with FaultProxy(pg.host, pg.port, delay=0.002) as delayed:
+        conninfo = pg.conninfo(host=delayed.host, port=delayed.port, connect_timeout=5)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            start = time.monotonic()
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            round_trip = time.monotonic() - start
+            with conn.pipeline():
+                cursors = [conn.execute("SELECT %s::int", (i,)) for i in range(50)]
+            assert [cursor.fetchone() for cursor in cursors] == [(i,) for i in range(50)]
+            rows = conn.execute("SELECT repeat('x', 100) || i FROM generate_series(1, 20000) i")
+            assert [row[0] for row in rows] == [f"{'x' * 100}{i}" for i in range(1, 20001)]
+    record_property("round_trip_ms", round(round_trip * 1000, 2))
+    print(f"measured: one round trip through a 2 ms-each-way proxy took {round_trip * 1e3:.1f} ms")
+
+
 def connect_error(conninfo: str) -> str:
     """The error of a connection attempt ("" if it connected), its socket closed.
 

@@ -651,7 +651,7 @@ def test_generated_configurations(
 
 def test_idle_connections_are_served_last_in_first_out(pg: Server) -> None:
     # Relies on psycopg_pool's idle queue; this fails if a psycopg_pool release changes it.
-    component = opened(pg, max_pool_size=3, min_pool_size=3)
+    component = opened(pg, max_pool_size=3, min_pool_size=3, idle_order="lifo")
     try:
         first, second = component.connection(), component.connection()
         pid_first = first.__enter__().info.backend_pid
@@ -664,6 +664,56 @@ def test_idle_connections_are_served_last_in_first_out(pg: Server) -> None:
         assert pid_first != pid_second
     finally:
         component.close(None)
+
+
+def test_idle_connections_are_served_first_in_first_out_when_asked(pg: Server) -> None:
+    # psycopg_pool's own order: every checkout gets the connection idle longest, so that
+    # successive checkouts go round all the connections of the pool.
+    component = opened(pg, max_pool_size=3, min_pool_size=3, idle_order="fifo")
+    try:
+        assert pool_of(component).idle_order == "fifo"
+        pids = []
+        for _ in range(6):
+            with component.connection() as conn:
+                pids.append(conn.info.backend_pid)
+        assert len(set(pids[:3])) == 3
+        assert pids[3:] == pids[:3]
+    finally:
+        component.close(None)
+
+
+@pytest.mark.parametrize("order", ["lifo", "fifo"])
+def test_idle_order_decides_how_often_a_steady_load_pays_validation(pg: Server, order: str) -> None:
+    # One checkout every 0.1 s on a pool of 8, a bypass window of 0.6 s: LIFO reuses the
+    # connection returned 0.1 s ago, FIFO the one returned 8 checkouts (at least 0.8 s) ago.
+    component = opened(
+        pg, max_pool_size=8, min_pool_size=8, validation_bypass=600, idle_order=order
+    )
+    try:
+
+        def steady(checkouts: int) -> int:
+            before = pool_of(component).get_stats()["connections_validated"]
+            for _ in range(checkouts):
+                time.sleep(0.1)
+                with component.connection() as conn:
+                    conn.execute("SELECT 1")
+            return pool_of(component).get_stats()["connections_validated"] - before
+
+        fill(component, 8)
+        steady(8)  # FIFO: now the 8 connections were returned 0.1 s apart, in turn
+        validated = steady(8)
+        report(order=order, validated=validated)
+        if order == "fifo":
+            assert validated == 8
+        else:
+            assert validated <= 1  # one stall of the machine over 0.5 s is forgiven
+    finally:
+        component.close(None)
+
+
+def test_pool_refuses_an_unknown_idle_order() -> None:
+    with pytest.raises(ValueError, match="idle_order"):
+        PostgresPool("", kwargs={}, validation_bypass=1.0, idle_order="random")
 
 
 @pytest.mark.slow
