@@ -132,31 +132,26 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Threads share one pip_postgres pool on an embedded PostgreSQL server; "
         "the pool statistics are explained at the end. Ctrl-C stops cleanly (exit status 130).",
     )
-    parser.add_argument(
-        "--threads",
-        type=_whole_number(1, MAX_THREADS),
-        default=16,
-        help=f"worker threads, 1 to {MAX_THREADS} (default 16)",
-    )
-    parser.add_argument(
-        "--checkouts",
-        type=_whole_number(1, 10_000_000),
-        default=200,
-        help="checkouts per thread (default 200)",
-    )
-    parser.add_argument(
-        "--pool-size",
-        type=_whole_number(1, MAX_POOL_SIZE),
-        default=4,
-        help=f"options.max_pool_size, 1 to {MAX_POOL_SIZE} (default 4)",
-    )
-    parser.add_argument(
-        "--work-ms",
-        type=_milliseconds,
-        default=2.0,
-        help="server-side work per checkout (SELECT pg_sleep), in milliseconds; 0 for none "
-        "(default 2)",
-    )
+    options: list[tuple[str, Callable[[str], float], float, str]] = [
+        ("--threads", _whole_number(1, MAX_THREADS), 16, f"worker threads, 1 to {MAX_THREADS}"),
+        ("--checkouts", _whole_number(1, 10_000_000), 200, "checkouts per thread"),
+        (
+            "--pool-size",
+            _whole_number(1, MAX_POOL_SIZE),
+            4,
+            f"options.max_pool_size, 1 to {MAX_POOL_SIZE}",
+        ),
+        (
+            "--work-ms",
+            _milliseconds,
+            2.0,
+            "server-side work per checkout (SELECT pg_sleep), in milliseconds; 0 for none",
+        ),
+    ]
+    for flag, kind, default, meaning in options:
+        parser.add_argument(
+            flag, type=kind, default=default, help=f"{meaning} (default {default:g})"
+        )
     return parser.parse_args(argv)
 
 
