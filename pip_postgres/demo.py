@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Protocol
 
 from pip_services4_components.config import ConfigParams
+from pip_services4_components.context import IContext
 from pip_services4_components.refer import Descriptor, References
 from pip_services4_observability.log import ConsoleLogger, LogLevel
 
@@ -293,10 +294,12 @@ class _Progress:
 class _Run:
     """One run of the workers on an open component; :meth:`stop` ends it early."""
 
-    def __init__(self, component: PostgresConnection, args: argparse.Namespace) -> None:
+    def __init__(
+        self, component: PostgresConnection, args: argparse.Namespace, progress: _Progress
+    ) -> None:
         self.component = component
         self.total = args.threads * args.checkouts
-        self.progress = _Progress(self.total, sys.stdout.isatty())
+        self.progress = progress
         self.done = 0
         self.ran: Counter[str] = Counter()
         self.errors: list[Exception] = []
@@ -348,7 +351,23 @@ class _Run:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _open_component(server: _ServerAddress, pool_size: int) -> PostgresConnection:
+class _LineEndingLogger(ConsoleLogger):
+    """A console logger that ends the progress line first, so that each message has its own."""
+
+    def __init__(self, progress: _Progress) -> None:
+        super().__init__()
+        self._progress = progress
+
+    def _write(
+        self, level: int, context: IContext | None, error: Exception | None, message: str | None
+    ) -> None:
+        if level <= self.get_level():
+            self._progress.end_line()
+        super()._write(level, context, error, message)
+
+
+def _component(server: _ServerAddress, pool_size: int, progress: _Progress) -> PostgresConnection:
+    """The demo's component, configured and referenced, not opened yet."""
     # The same keys a YAML container configuration would give.
     config = ConfigParams.from_tuples(
         "connection.host", server.host,
@@ -360,7 +379,7 @@ def _open_component(server: _ServerAddress, pool_size: int) -> PostgresConnectio
         "options.connect_timeout", 5000,
         "options.application_name", "pip_postgres-demo",
     )  # fmt: skip
-    logger = ConsoleLogger()
+    logger = _LineEndingLogger(progress)
     logger.set_level(LogLevel.Info)
     component = PostgresConnection()
     component.configure(config)
@@ -369,7 +388,6 @@ def _open_component(server: _ServerAddress, pool_size: int) -> PostgresConnectio
             Descriptor("pip-services", "logger", "console", "default", "1.0"), logger
         )
     )
-    component.open(None)
     return component
 
 
@@ -378,7 +396,8 @@ def run_demo(
 ) -> int:
     """Run the workers on ``server`` and print the results; return the exit status.
 
-    The component is closed on the way out, whatever happens (Ctrl-C included).
+    The progress line is ended, the workers stopped and the component closed on the way out,
+    whatever happens (Ctrl-C included).
 
     :param server: where to connect (host, port, database, user, password).
     :param args: the parsed command line.
@@ -386,15 +405,17 @@ def run_demo(
         can report on it after an interruption.
     :return: 0 if every checkout succeeded, otherwise 1.
     """
-    component = _open_component(server, args.pool_size)
+    progress = _Progress(args.threads * args.checkouts, sys.stdout.isatty())
+    component = _component(server, args.pool_size, progress)
     run: _Run | None = None
     try:
+        component.open(None)
         with component.connection() as conn:
             conn.execute(_CREATE)
             conn.execute("TRUNCATE demo_events")
         pool = component.get_connection()
         assert pool is not None
-        run = _Run(component, args)
+        run = _Run(component, args, progress)
         if runs is not None:
             runs.append(run)
         before = pool.get_stats()
@@ -414,10 +435,10 @@ def run_demo(
             print(f"error: {error}", file=sys.stderr)
         return 1 if run.errors or row[0] != run.total else 0
     finally:
+        progress.end_line()
         if run is not None:
-            run.progress.end_line()
             run.stop()
-        component.close(None)
+        component.close(None)  # does nothing if it did not open
 
 
 def _interrupt_once(signum: int, frame: FrameType | None) -> None:
@@ -438,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGINT, _interrupt_once) if in_main_thread else None
     server = EmbeddedPostgres()
     runs: list[_Run] = []
+    interrupted = False
     try:
         print("Starting an embedded PostgreSQL server...", flush=True)
         server.start()
@@ -449,14 +471,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(server, args, runs)
     except KeyboardInterrupt:
         # run_demo has ended the progress line, stopped the workers and closed the pool.
-        server.stop()
-        done = f" after {runs[0].done}/{runs[0].total} checkouts" if runs else ""
-        print(f"Interrupted{done}: workers stopped, pool closed, server stopped.", flush=True)
+        interrupted = True
         return INTERRUPTED_EXIT
     finally:
+        if in_main_thread:  # Ctrl-C now must not cut the server's shutdown short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         server.stop()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        if interrupted:
+            if runs:
+                done = f"{runs[0].done}/{runs[0].total} checkouts"
+                print(f"Interrupted after {done}: workers stopped, pool closed, server stopped.")
+            else:
+                print("Interrupted: server stopped.")
 
 
 if __name__ == "__main__":
