@@ -264,6 +264,10 @@ class _Progress:
         self._last = 0.0
         self._open = False  # a line drawn with \r and not ended yet
 
+    def begin(self, started: float) -> None:
+        """Count the rate from ``started`` (a :func:`time.monotonic` time) on."""
+        self._started = started
+
     def show(self, done: int, stats: Mapping[str, int], final: bool = False) -> None:
         now = time.monotonic()
         if not (self._tty or final or now - self._last >= 1.0):
@@ -333,6 +337,7 @@ class _Run:
         pool = self.component.get_connection()
         assert pool is not None
         started = time.monotonic()
+        self.progress.begin(started)
         for thread in self._threads:
             thread.start()
         while any(thread.is_alive() for thread in self._threads):
