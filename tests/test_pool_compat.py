@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -16,24 +17,18 @@ from psycopg_pool import PoolClosed
 from pip_postgres import PostgresConnection, PostgresPool
 from pip_postgres.pool import bypass_applies, idle_and_intact, socket_has_news
 
-from .conftest import Server, admin_query, backends, base_config
+from .conftest import Server, admin_query, backends
+from .test_reliability import app_name, opened, pool_of
 
 
-def opened(pg: Server, **options: Any) -> PostgresConnection:
-    component = PostgresConnection()
-    component.configure(base_config(pg, **{f"options__{k}": v for k, v in options.items()}))
-    component.open(None)
-    return component
-
-
-def pool_of(component: PostgresConnection) -> PostgresPool:
-    pool = component.get_connection()
-    assert pool is not None
-    return pool
-
-
-def app_name() -> str:
-    return f"compat-{uuid.uuid4().hex[:8]}"
+def wait_until(condition: Callable[[], object], seconds: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def fill(pool: PostgresPool, count: int) -> None:
@@ -182,9 +177,7 @@ def test_terminated_idle_backends_in_the_bypass_window_cost_no_error(pg: Server)
         admin_query(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE application_name = %s", (name,))  # fmt: skip
         # The terminations reach the sockets a moment later: bounded wait until all are gone.
-        deadline = time.monotonic() + 10
-        while backends(pg, name) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not backends(pg, name))
         errors = checkout_errors(pool, 20)
         assert errors == []
         assert pool.get_stats()["connections_broken"] >= 1
@@ -216,10 +209,7 @@ def test_socket_has_news_sees_a_notification(component: PostgresConnection) -> N
         assert not socket_has_news(conn.pgconn.socket)
         with component.connection() as other:
             other.execute("NOTIFY compat_news")
-        deadline = time.monotonic() + 10
-        while not socket_has_news(conn.pgconn.socket) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert socket_has_news(conn.pgconn.socket)
+        assert wait_until(lambda: socket_has_news(conn.pgconn.socket))
         conn.execute("UNLISTEN *")
     finally:
         pool.putconn(conn)
@@ -289,10 +279,7 @@ def test_putconn_close_discards_and_replaces(pg: Server) -> None:
         pool.putconn(conn, close=True)
         assert conn.closed
         # The pool opens a replacement in the background: bounded wait for it.
-        deadline = time.monotonic() + 10
-        while pool.get_stats()["pool_available"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert pool.get_stats()["pool_available"] == 2
+        assert wait_until(lambda: pool.get_stats()["pool_available"] == 2)
         assert pid not in {p for p, _ in backends(pg, name)}
         assert pool.get_stats()["connections_broken"] == 0
     finally:
@@ -311,9 +298,7 @@ def test_closeall_closes_even_connections_in_use(pg: Server) -> None:
         with pytest.raises(psycopg.OperationalError):
             held.execute("SELECT 1")
         pool.putconn(held)  # giving it back after closeall() is harmless
-        deadline = time.monotonic() + 10
-        while backends(pg, name) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not backends(pg, name))
         assert backends(pg, name) == []
     finally:
         component.close(None)

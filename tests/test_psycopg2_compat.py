@@ -26,7 +26,8 @@ from pip_services4_postgres.persistence import (
 
 from pip_postgres import PostgresConnection, PostgresPool, Psycopg2CompatError
 
-from .conftest import Server, admin_query, base_config
+from .conftest import Server, admin_query
+from .test_reliability import opened, pool_of
 
 CONNECTION = Descriptor("pip-services", "connection", "postgres", "default", "1.0")
 
@@ -44,7 +45,20 @@ def table_name() -> str:
     return f"compat_{uuid.uuid4().hex[:10]}"
 
 
-class DummyPersistence(IdentifiablePostgresPersistence):  # type: ignore[misc]
+class ByKey:
+    """The published fixtures' ``get_page_by_filter(context, filter, paging)``, by key."""
+
+    key_column = ""
+
+    def get_page_by_filter(
+        self, context: Any, filter: FilterParams | None, paging: PagingParams | None
+    ) -> Any:
+        key = (filter or FilterParams()).get_as_nullable_string("key")
+        where = None if key is None else f"{self.key_column}='{key}'"
+        return super().get_page_by_filter(context, where, paging, None, None)  # type: ignore[misc]
+
+
+class DummyPersistence(ByKey, IdentifiablePostgresPersistence):  # type: ignore[misc]
     """A column-per-field persistence, as the published fixtures define one."""
 
     def __init__(self, table: str) -> None:
@@ -57,15 +71,10 @@ class DummyPersistence(IdentifiablePostgresPersistence):  # type: ignore[misc]
         )
         self._ensure_index(f"{self._table_name}_key", {"key": 1}, {"unique": True})
 
-    def get_page_by_filter(  # type: ignore[override]
-        self, context: Any, filter: FilterParams | None, paging: PagingParams | None
-    ) -> Any:
-        key = (filter or FilterParams()).get_as_nullable_string("key")
-        where = None if key is None else f"\"key\"='{key}'"
-        return super().get_page_by_filter(context, where, paging, None, None)
+    key_column = '"key"'
 
 
-class DummyJsonPersistence(IdentifiableJsonPostgresPersistence):  # type: ignore[misc]
+class DummyJsonPersistence(ByKey, IdentifiableJsonPostgresPersistence):  # type: ignore[misc]
     """A JSONB persistence, as the published fixtures define one."""
 
     def __init__(self, table: str) -> None:
@@ -79,28 +88,10 @@ class DummyJsonPersistence(IdentifiableJsonPostgresPersistence):  # type: ignore
             f"ON \"{self._table_name}\" ((data->>'key'))"
         )
 
-    def get_page_by_filter(  # type: ignore[override]
-        self, context: Any, filter: FilterParams | None, paging: PagingParams | None
-    ) -> Any:
-        key = (filter or FilterParams()).get_as_nullable_string("key")
-        where = None if key is None else f"data->>'key'='{key}'"
-        return super().get_page_by_filter(context, where, paging, None, None)
+    key_column = "data->>'key'"
 
 
 PERSISTENCES = [DummyPersistence, DummyJsonPersistence]
-
-
-def open_component(pg: Server, **options: Any) -> PostgresConnection:
-    component = PostgresConnection()
-    component.configure(base_config(pg, **{f"options__{k}": v for k, v in options.items()}))
-    component.open(None)
-    return component
-
-
-def pool_of(component: PostgresConnection) -> PostgresPool:
-    pool = component.get_connection()
-    assert pool is not None
-    return pool
 
 
 def wire(persistence: Any, component: PostgresConnection) -> Any:
@@ -130,7 +121,7 @@ def assert_pool_intact(pool: PostgresPool) -> None:
 
 @pytest.fixture
 def compat(pg: Server) -> Iterator[PostgresConnection]:
-    component = open_component(pg, psycopg2_compat=True, max_pool_size=4)
+    component = opened(pg, psycopg2_compat=True, max_pool_size=4)
     try:
         yield component
     finally:
@@ -189,7 +180,7 @@ def test_published_persistence_crud_on_our_component(
 def test_without_the_option_ddl_and_writes_fail(pg: Server) -> None:
     # What options.psycopg2_compat fixes: the published class catches psycopg2's error only,
     # so psycopg's escapes, and the connection is given back before the commit (rolled back).
-    component = open_component(pg, max_pool_size=2)
+    component = opened(pg, max_pool_size=2)
     table = table_name()
     persistence = DummyPersistence(table)
     try:
@@ -215,7 +206,7 @@ def test_without_the_option_ddl_and_writes_fail(pg: Server) -> None:
 
 @pytest.mark.parametrize("compat_on", [False, True])
 def test_fetch_without_a_result(pg: Server, compat_on: bool) -> None:
-    component = open_component(pg, psycopg2_compat=compat_on)
+    component = opened(pg, psycopg2_compat=compat_on)
     try:
         with component.connection() as conn, conn.cursor() as cursor:
             cursor.execute("CREATE TEMPORARY TABLE fetched (x int)")
