@@ -262,7 +262,7 @@ class PostgresOptions:
     validation_bypass: float = 1.0
     #: ``options.psycopg2_compat``: a cursor's ``fetchone()``, ``fetchmany()`` or
     #: ``fetchall()`` after a statement without a result (``INSERT`` without ``RETURNING``,
-    #: ``DELETE``, DDL) raises :class:`~pip_postgres.Psycopg2CompatError`, which is also a
+    #: ``DELETE``, DDL) raises :class:`~pip_postgres.pool.Psycopg2CompatError`, which is also a
     #: ``psycopg2.ProgrammingError`` when psycopg2 is importable, so that code written for
     #: psycopg2 (pip-services4-postgres 0.0.1's persistence classes) catches it. Default
     #: ``False``: psycopg's own :class:`psycopg.ProgrammingError`.

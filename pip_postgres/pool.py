@@ -216,7 +216,7 @@ else:
             "__module__": __name__,
             "__doc__": """A fetch found no result to fetch (``options.psycopg2_compat``).
 
-    A :class:`psycopg.ProgrammingError`, and also a :class:`psycopg2.ProgrammingError` when
+    A :class:`psycopg.ProgrammingError`, and also a ``psycopg2.ProgrammingError`` when
     psycopg2 is importable, so that code written for psycopg2, which catches psycopg2's error
     after a statement that returns no rows (an ``INSERT``, a ``DELETE``, DDL), keeps working.
     """,
@@ -540,12 +540,12 @@ class PostgresPool(ConnectionPool[PooledConnection]):
 
     @property
     def minconn(self) -> int:
-        """psycopg2's name of :attr:`min_size`: the connections kept open even when idle."""
+        """psycopg2's name of ``min_size``: the connections kept open even when idle."""
         return self.min_size
 
     @property
     def maxconn(self) -> int:
-        """psycopg2's name of :attr:`max_size`: the most connections the pool opens."""
+        """psycopg2's name of ``max_size``: the most connections the pool opens."""
         return self.max_size
 
     def getconn(
