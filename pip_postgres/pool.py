@@ -728,6 +728,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         super().putconn(conn)
 
     def _release_key(self, conn: PooledConnection, key: Hashable | None) -> None:
+        if key is None and not self._key_of:
+            return  # no keyed checkout (a connection's key is set before it is handed out)
         with self._keys_lock:
             held = self._key_of.get(id(conn))
             if key is not None and (held is None or held != key):
