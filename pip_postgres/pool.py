@@ -5,7 +5,8 @@ service needs of its checkouts:
 
 - validation at checkout, skipped for connections returned within a short bypass window
   (HikariCP's idea: a connection used a moment ago is almost surely alive, and a round trip
-  per checkout is a high price for that certainty);
+  per checkout is a high price for that certainty) unless what costs no round trip (its
+  state, a zero-timeout poll of its socket) shows that something happened to it;
 - replacement at checkout of connections past their lifetime;
 - restoring, at return, the connection attributes a caller may have changed (``autocommit``,
   ``isolation_level``, ``read_only``, ``deferrable``);
@@ -14,7 +15,11 @@ service needs of its checkouts:
 - a bounded :meth:`PostgresPool.shutdown` that cuts connections still held after a grace time.
 
 It is still a ``ConnectionPool``: code that calls ``getconn()``/``putconn()`` or
-``connection()`` on it gets all of the above.
+``connection()`` on it gets all of the above. It also speaks psycopg2-pool's API (keyed
+``getconn(key)``, ``putconn(conn, key, close)``, ``closeall()``, ``minconn``/``maxconn``), its
+connections end a ``with conn:`` block as psycopg2's did (without closing), and
+``psycopg2_compat`` makes a fetch without a result raise an error psycopg2 code catches: code
+written for psycopg2's pool runs on it unchanged.
 """
 
 from __future__ import annotations
