@@ -785,7 +785,7 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         """The pool's statistics (see :meth:`psycopg_pool.ConnectionPool.get_stats`), and ours.
 
         Ours: ``connections_validated`` (validation round trips at checkout),
-        ``connections_broken`` (connections found broken at checkout and replaced),
+        ``connections_broken`` (connections found broken, or closed, at checkout and replaced),
         ``connections_expired`` (replaced at checkout for their age), ``leaks_reported``.
         """
         stats = super().get_stats()
