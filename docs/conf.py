@@ -68,6 +68,9 @@ nitpick_ignore_regex = [
     ),
     # The private context manager that PostgresConnection.connection() returns.
     (r"py:class", r"pip_postgres\.connection\._Checkout"),
+    # psycopg2's classes (a base of Psycopg2CompatError when psycopg2 is installed): their
+    # documentation has no inventory we ship.
+    (r"py:(class|exc)", r"psycopg2\..+"),
     # The type variables of the persistence classes (the item and its id).
     (r"py:(class|obj)", r"pip_postgres\.persistence\.[TK]"),
 ]

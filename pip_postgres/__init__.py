@@ -18,7 +18,7 @@ from .persistence import (
     IdentifiablePostgresPersistence,
     PostgresPersistence,
 )
-from .pool import CheckoutTimeout, Leak, PooledConnection, PostgresPool
+from .pool import CheckoutTimeout, Leak, PooledConnection, PostgresPool, Psycopg2CompatError
 from .resolver import CredentialStore, Discovery, PostgresConnectionResolver
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "PostgresOptions",
     "PostgresPersistence",
     "PostgresPool",
+    "Psycopg2CompatError",
 ]
 
 __version__ = "0.1.0"

@@ -267,6 +267,13 @@ class PostgresOptions:
     #: validated first and replaced if it is broken. 0 validates at every checkout.
     #: Default 1 s.
     validation_bypass: float = 1.0
+    #: ``options.psycopg2_compat``: a cursor's ``fetchone()``, ``fetchmany()`` or
+    #: ``fetchall()`` after a statement without a result (``INSERT`` without ``RETURNING``,
+    #: ``DELETE``, DDL) raises :class:`~pip_postgres.pool.Psycopg2CompatError`, which is also a
+    #: ``psycopg2.ProgrammingError`` when psycopg2 is importable, so that code written for
+    #: psycopg2 (pip-services4-postgres 0.0.1's persistence classes) catches it. Default
+    #: ``False``: psycopg's own :class:`psycopg.ProgrammingError`.
+    psycopg2_compat: bool = False
     #: ``options.leak_detection_threshold`` (ms), in seconds: a connection checked out for
     #: longer is reported once through the component's logger, with the stack of its
     #: checkout. 0, the default, turns leak detection off (and with it the cost of recording
@@ -325,6 +332,7 @@ class PostgresOptions:
             validation_bypass=section.milliseconds(
                 "validation_bypass", cls.validation_bypass * 1000
             ),
+            psycopg2_compat=section.boolean("psycopg2_compat", cls.psycopg2_compat),
             leak_detection_threshold=section.milliseconds("leak_detection_threshold", 0),
             reconnect_timeout=section.milliseconds(
                 "reconnect_timeout", cls.reconnect_timeout * 1000

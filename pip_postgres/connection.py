@@ -86,7 +86,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
               (default: 10000)
             - max_pool_size: maximum number of connections (default: 10)
             - min_pool_size, max_lifetime, max_waiting, autocommit, idle_order, application_name,
-              ssl_mode, ssl_root_cert, ssl_cert, ssl_key
+              ssl_mode, ssl_root_cert, ssl_cert, ssl_key, psycopg2_compat
 
     References:
         - ``*:logger:*:*:1.0``: (optional) loggers to pass log messages to
@@ -221,8 +221,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
         reason = redact(str(error).strip() or type(error).__name__, secrets)
         if isinstance(error, UnicodeError):
             reason = (
-                f"the resolver refused a host name of connection.host or connection.uri "
-                f"({reason})"
+                f"the resolver refused a host name of connection.host or connection.uri ({reason})"
             )
         message = f"Could not connect to PostgreSQL at {config.describe()}: {reason}"
         exception = ConnectionException(
@@ -259,6 +258,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             on_leak=on_leak,
             reset_session=options.reset_session,
             idle_order=options.idle_order,
+            psycopg2_compat=options.psycopg2_compat,
             min_size=options.min_pool_size,
             max_size=options.max_pool_size,
             timeout=options.connect_timeout,

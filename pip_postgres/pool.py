@@ -5,7 +5,8 @@ service needs of its checkouts:
 
 - validation at checkout, skipped for connections returned within a short bypass window
   (HikariCP's idea: a connection used a moment ago is almost surely alive, and a round trip
-  per checkout is a high price for that certainty);
+  per checkout is a high price for that certainty) unless what costs no round trip (its
+  state, a zero-timeout poll of its socket) shows that something happened to it;
 - replacement at checkout of connections past their lifetime;
 - restoring, at return, the connection attributes a caller may have changed (``autocommit``,
   ``isolation_level``, ``read_only``, ``deferrable``);
@@ -14,7 +15,11 @@ service needs of its checkouts:
 - a bounded :meth:`PostgresPool.shutdown` that cuts connections still held after a grace time.
 
 It is still a ``ConnectionPool``: code that calls ``getconn()``/``putconn()`` or
-``connection()`` on it gets all of the above.
+``connection()`` on it gets all of the above. It also speaks psycopg2-pool's API (keyed
+``getconn(key)``, ``putconn(conn, key, close)``, ``closeall()``, ``minconn``/``maxconn``), its
+connections end a ``with conn:`` block as psycopg2's did (without closing), and
+``psycopg2_compat`` makes a fetch without a result raise an error psycopg2 code catches: code
+written for psycopg2's pool runs on it unchanged.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from psycopg import pq
@@ -42,7 +48,16 @@ from .redaction import SECRET_PARAMS, redact
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["CheckoutTimeout", "Leak", "PooledConnection", "PostgresPool"]
+__all__ = [
+    "CheckoutTimeout",
+    "Leak",
+    "PooledConnection",
+    "PostgresPool",
+    "Psycopg2CompatError",
+    "bypass_applies",
+    "idle_and_intact",
+    "socket_has_news",
+]
 
 #: The least and the most time given to a validation round trip, in seconds. Within these
 #: bounds it gets a quarter of the checkout's timeout (and no more than is left of it), so
@@ -55,6 +70,14 @@ _IDLE = pq.TransactionStatus.IDLE
 _ACTIVE = pq.TransactionStatus.ACTIVE
 _INTRANS = pq.TransactionStatus.INTRANS
 _INERROR = pq.TransactionStatus.INERROR
+_CONN_OK = pq.ConnStatus.OK
+
+try:  # psycopg2 is optional: only options.psycopg2_compat looks for it
+    from psycopg2 import ProgrammingError as _Psycopg2ProgrammingError
+except ImportError:  # pragma: no cover - psycopg2 is installed with the test extra
+    _COMPAT_BASES: tuple[type[Exception], ...] = (psycopg.ProgrammingError,)
+else:
+    _COMPAT_BASES = (psycopg.ProgrammingError, _Psycopg2ProgrammingError)
 
 
 class CheckoutTimeout(PoolTimeout):
@@ -185,6 +208,136 @@ _CURSORS: dict[str, type[psycopg.Cursor[TupleRow]]] = {
     "never": psycopg.Cursor,
 }
 
+if TYPE_CHECKING:
+
+    class Psycopg2CompatError(psycopg.ProgrammingError):
+        """See the definition below."""
+
+else:
+    Psycopg2CompatError = type(
+        "Psycopg2CompatError",
+        _COMPAT_BASES,
+        {
+            "__module__": __name__,
+            "__doc__": """A fetch found no result to fetch (``options.psycopg2_compat``).
+
+    A :class:`psycopg.ProgrammingError`, and also a ``psycopg2.ProgrammingError`` when
+    psycopg2 is importable, so that code written for psycopg2, which catches psycopg2's error
+    after a statement that returns no rows (an ``INSERT``, a ``DELETE``, DDL), keeps working.
+    """,
+        },
+    )
+
+
+class _Psycopg2Fetch(psycopg.Cursor[TupleRow]):
+    """The fetch methods of ``options.psycopg2_compat``, mixed into a reset mode's cursor.
+
+    A fetch without a result to fetch raises :class:`Psycopg2CompatError`.
+    """
+
+    __slots__ = ()
+
+    def fetchone(self) -> TupleRow | None:
+        """Fetch the next row: see :meth:`psycopg.Cursor.fetchone`."""
+        try:
+            return super().fetchone()
+        except psycopg.ProgrammingError as error:
+            raise _compat_error(error) from None
+
+    def fetchmany(self, size: int = 0) -> list[TupleRow]:
+        """Fetch the next rows: see :meth:`psycopg.Cursor.fetchmany`."""
+        try:
+            return super().fetchmany(size)
+        except psycopg.ProgrammingError as error:
+            raise _compat_error(error) from None
+
+    def fetchall(self) -> list[TupleRow]:
+        """Fetch the remaining rows: see :meth:`psycopg.Cursor.fetchall`."""
+        try:
+            return super().fetchall()
+        except psycopg.ProgrammingError as error:
+            raise _compat_error(error) from None
+
+
+def _compat_error(error: psycopg.ProgrammingError) -> psycopg.ProgrammingError:
+    """The "no result" error of psycopg as a :class:`Psycopg2CompatError`, message kept."""
+    return error if isinstance(error, Psycopg2CompatError) else Psycopg2CompatError(str(error))
+
+
+_COMPAT_CURSORS: dict[str, type[psycopg.Cursor[TupleRow]]] = {
+    mode: cast(
+        "type[psycopg.Cursor[TupleRow]]",
+        type(f"_Psycopg2{base.__name__.lstrip('_')}", (_Psycopg2Fetch, base), {"__slots__": ()}),
+    )
+    for mode, base in _CURSORS.items()
+}
+
+
+def cursor_class(reset_session: str, psycopg2_compat: bool) -> type[psycopg.Cursor[TupleRow]]:
+    """The cursor class of a pool's connections.
+
+    :param reset_session: ``auto``, ``always`` or ``never``: what the cursor watches.
+    :param psycopg2_compat: its fetch methods raise :class:`Psycopg2CompatError`.
+    :raises ValueError: an unknown ``reset_session``.
+    """
+    classes = _COMPAT_CURSORS if psycopg2_compat else _CURSORS
+    if reset_session not in classes:
+        raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
+    return classes[reset_session]
+
+
+def bypass_applies(
+    now: float,
+    returned_at: float,
+    created_at: float,
+    *,
+    bypass: float,
+    suspect_before: float,
+    max_lifetime: float,
+) -> bool:
+    """Whether an idle connection is recent enough to skip the validation round trip.
+
+    All times are ``time.monotonic()`` seconds. It is if it was returned at most ``bypass``
+    seconds ago, not before ``suspect_before`` (when another connection was found broken),
+    and it is younger than ``max_lifetime``. The connection must still pass
+    :func:`idle_and_intact` and :func:`socket_has_news`.
+    """
+    return (
+        now - returned_at <= bypass
+        and returned_at >= suspect_before
+        and now - created_at < max_lifetime
+    )
+
+
+def idle_and_intact(closed: bool, broken: bool, status: int, transaction: int) -> bool:
+    """Whether a connection's own state (no round trip) lets it be handed out unvalidated.
+
+    :param closed: ``conn.closed``: someone closed it (a caller, after giving it back).
+    :param broken: ``conn.broken``: psycopg saw it fail.
+    :param status: ``conn.pgconn.status``: libpq's view; ``OK`` only.
+    :param transaction: ``conn.pgconn.transaction_status``: ``IDLE`` only.
+    """
+    return not closed and not broken and status == _CONN_OK and transaction == _IDLE
+
+
+def socket_has_news(fd: int) -> bool:
+    """Whether an idle connection's socket has something to read, or hung up or failed.
+
+    A zero-timeout poll (about a microsecond, no round trip). An idle session is sent nothing
+    unless the server has something to say: a termination notice (``pg_terminate_backend()``,
+    a shutdown or restart, ``idle_session_timeout``), an end of file, or an asynchronous
+    notice or notification. Any of these sends the connection to a validation round trip.
+    """
+    try:
+        if not hasattr(select, "poll"):  # Windows
+            readable, _, failed = select.select([fd], [], [fd], 0)
+            return bool(readable or failed)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # a closed or invalid descriptor
+        return True
+
 
 class PooledConnection(psycopg.Connection[TupleRow]):
     """A psycopg connection that knows its age, its last use and its current holder."""
@@ -195,6 +348,7 @@ class PooledConnection(psycopg.Connection[TupleRow]):
     returned_at: float = 0.0
     #: When it was last checked out (``time.monotonic()``).
     checked_out_at: float = 0.0
+    _blocks: dict[int, list[int]]
     #: The stack of its checkout, kept only while leak detection is on.
     checkout_stack: list[str] | None = None
     #: Whether the current checkout was reported as a leak.
@@ -205,6 +359,51 @@ class PooledConnection(psycopg.Connection[TupleRow]):
     #: Whether a statement that looks like it changes a session setting ran during the checkout
     #: (watched when ``reset_session`` is ``auto``; cleared when the checkout ends).
     session_changed: bool = False
+    #: Whether it belongs to a :class:`PostgresPool` (set when the pool connects it).
+    pooled: bool = False
+    #: Whether it is checked out now.
+    held: bool = False
+    #: Counts its checkouts and returns: a ``with conn:`` block that sees it changed knows
+    #: that its checkout ended (and that the connection may be another holder's now).
+    checkout_seq: int = 0
+
+    def __enter__(self) -> Self:
+        """Start a ``with conn:`` block: remember which checkout it belongs to."""
+        if self.pooled:
+            self._blocks.setdefault(threading.get_ident(), []).append(self.checkout_seq)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """End a ``with conn:`` block as psycopg2 did, and never close a pool's connection.
+
+        A connection of a pool whose checkout is still the block's own is committed (or
+        rolled back, if the block raised), and stays checked out. If the block already gave it
+        back (``pool.putconn(conn)`` inside the block), nothing is done: it is idle in the
+        pool, or another holder's. A connection of no pool behaves as psycopg's: committed
+        or rolled back, then closed.
+        """
+        if not self.pooled:
+            super().__exit__(exc_type, exc_val, exc_tb)
+            return
+        ident = threading.get_ident()
+        blocks = self._blocks.get(ident)
+        seq = blocks.pop() if blocks else None
+        if not blocks:
+            self._blocks.pop(ident, None)
+        if seq != self.checkout_seq or not self.held or self.closed:
+            return
+        if exc_type is None:
+            self.commit()
+            return
+        # Keep the block's exception: a connection that cannot roll back is cleaned (or
+        # replaced) when it is given back.
+        with contextlib.suppress(psycopg.Error):
+            self.rollback()
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -224,6 +423,9 @@ class PooledConnection(psycopg.Connection[TupleRow]):
             raise
         if state is not None:
             state.last_error = None
+            conn.pooled = True
+        # The open ``with conn:`` blocks, per thread: the checkout number each one started in.
+        conn._blocks = {}
         conn.created_at = conn.returned_at = monotonic()
         return conn
 
@@ -256,6 +458,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
     :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
         returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
+    :param psycopg2_compat: a cursor's ``fetchone()``/``fetchmany()``/``fetchall()`` after a
+        statement without a result raises :class:`Psycopg2CompatError`, which code written for
+        psycopg2 catches; default ``False``.
     :param open: open the pool now (see :meth:`psycopg_pool.ConnectionPool.open`); default
         ``False``.
     :param pool_kwargs: passed on to :class:`psycopg_pool.ConnectionPool` (sizes, timeouts).
@@ -271,17 +476,18 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         on_leak: Callable[[Leak], None] | None = None,
         reset_session: str = "auto",
         idle_order: str = "lifo",
+        psycopg2_compat: bool = False,
         open: bool = False,
         **pool_kwargs: Any,
     ) -> None:
-        if reset_session not in _CURSORS:
-            raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
+        self._cursor_factory = cursor_class(reset_session, psycopg2_compat)
         if idle_order not in ("lifo", "fifo"):
             raise ValueError(f"idle_order must be lifo or fifo, got {idle_order!r}")
         #: When the end of a checkout resets the session: ``auto``, ``always`` or ``never``
         #: (see :meth:`finish`).
         self.reset_session = reset_session
-        self._cursor_factory = _CURSORS[reset_session]
+        #: Whether fetching without a result raises :class:`Psycopg2CompatError`.
+        self.psycopg2_compat = psycopg2_compat
         self._connect_state = _ConnectState()
         self._autocommit = bool(kwargs.get("autocommit", False))
         super().__init__(
@@ -309,6 +515,10 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         self._on_leak = on_leak
         # Connections checked out now, by id: for leak detection and shutdown.
         self._in_use: dict[int, PooledConnection] = {}
+        # psycopg2's keyed checkouts: the connection of each key, and the key of each one.
+        self._keyed: dict[Hashable, PooledConnection] = {}
+        self._key_of: dict[int, Hashable] = {}
+        self._keys_lock = threading.Lock()
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         self._counters = {
@@ -341,16 +551,58 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             )
             self._watcher.start()
 
-    def getconn(self, timeout: float | None = None) -> PooledConnection:
+    @property
+    def minconn(self) -> int:
+        """psycopg2's name of ``min_size``: the connections kept open even when idle."""
+        return self.min_size
+
+    @property
+    def maxconn(self) -> int:
+        """psycopg2's name of ``max_size``: the most connections the pool opens."""
+        return self.max_size
+
+    def getconn(
+        self, timeout: float | Hashable | None = None, *, key: Hashable | None = None
+    ) -> PooledConnection:
         """Check a connection out.
 
-        A connection idle past the bypass window is validated first, and one past its lifetime
-        is replaced; neither costs the caller an error.
+        A connection idle past the bypass window, or whose state or socket shows that
+        something happened to it, is validated first, and one past its lifetime is replaced;
+        neither costs the caller an error. A closed or broken connection is never handed out.
+
+        Both psycopg_pool's ``getconn(timeout)`` and psycopg2's ``getconn(key)`` work: a
+        positional number (``int`` or ``float``, not ``bool``) is a timeout, anything else is
+        psycopg2's key. An ``int`` key must be passed by name: ``getconn(key=3)``.
 
         :param timeout: the longest to wait, in seconds; default the pool's ``timeout``.
+        :param key: psycopg2's key: while a connection checked out with this key is not given
+            back, ``getconn(key=...)`` returns that same connection (in any thread). Give it
+            back once, with :meth:`putconn`. Default ``None``: a checkout of its own.
         :raises CheckoutTimeout: no working connection could be had in time.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
+        if timeout is not None and not _is_timeout(timeout):
+            if key is not None:
+                raise TypeError(f"getconn() got a key twice: {timeout!r} and key={key!r}")
+            timeout, key = None, timeout
+        wait = None if timeout is None else float(cast("float", timeout))
+        if key is None:
+            return self._checkout(wait)
+        with self._keys_lock:
+            conn = self._keyed.get(key)
+        if conn is not None:
+            return conn
+        conn = self._checkout(wait)
+        with self._keys_lock:
+            other = self._keyed.get(key)
+            if other is None:
+                self._keyed[key] = conn
+                self._key_of[id(conn)] = key
+                return conn
+        self.putconn(conn)  # another thread checked one out with this key meanwhile
+        return other
+
+    def _checkout(self, timeout: float | None) -> PooledConnection:
         wait = self.timeout if timeout is None else timeout
         start = monotonic()
         remaining = wait
@@ -361,11 +613,20 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             except PoolTimeout:
                 raise self._timeout_error(wait, broken) from None
             now = monotonic()
-            returned = conn.returned_at
+            pgconn = conn.pgconn
             if not (
-                now - returned <= self.validation_bypass
-                and returned >= self._suspect_before
-                and now - conn.created_at < self.max_lifetime
+                bypass_applies(
+                    now,
+                    conn.returned_at,
+                    conn.created_at,
+                    bypass=self.validation_bypass,
+                    suspect_before=self._suspect_before,
+                    max_lifetime=self.max_lifetime,
+                )
+                and idle_and_intact(
+                    conn.closed, conn.broken, pgconn.status, pgconn.transaction_status
+                )
+                and not socket_has_news(pgconn.socket)
             ):
                 problem = self._vet(conn, now, min(wait / 4, start + wait - now))
                 if problem is not None:
@@ -374,6 +635,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
                     continue
             conn.checked_out_at = now
             conn.used = conn.session_changed = False
+            conn.held = True
+            conn.checkout_seq += 1
             self._in_use[id(conn)] = conn
             if self.leak_threshold > 0:
                 conn.checkout_stack = traceback.format_stack()[:-1]
@@ -393,7 +656,10 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             return None
         else:
             problem = "connections_broken"
-            self._suspect_before = monotonic()
+            if conn.broken or not conn.closed:
+                # The server or the network failed it: the others may have failed with it. (A
+                # connection closed by a caller, after it gave it back, says nothing of them.)
+                self._suspect_before = monotonic()
         self._counters[problem] += 1
         conn.close()
         # A closed connection given back is dropped, and a new one is made in the background.
@@ -442,7 +708,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             if not conn.closed:
                 conn.autocommit = autocommit
 
-    def putconn(self, conn: PooledConnection) -> None:
+    def putconn(
+        self, conn: PooledConnection, key: Hashable | None = None, close: bool = False
+    ) -> None:
         """Return a connection: clean what its holder left, then hand it back.
 
         An open transaction is rolled back and the session reset as :meth:`finish` does;
@@ -451,16 +719,52 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         connection that cannot be cleaned is closed, and the pool replaces it.
 
         :param conn: a connection checked out of this pool.
+        :param key: psycopg2's key it was checked out with, if any; without it, the key it was
+            checked out with is released all the same.
+        :param close: discard the connection (psycopg2's ``close=True``): it is closed, and
+            the pool opens a new one in the background if it needs one. Default ``False``.
+        :raises ValueError: ``key`` is not the key this connection was checked out with.
         """
+        self._release_key(conn, key)
         self._in_use.pop(id(conn), None)
         if conn.checkout_stack is not None:
             conn.checkout_stack = None
+        conn.held = False
+        conn.checkout_seq += 1
         conn.returned_at = now = monotonic()
-        if conn.broken or conn.closed:
+        if close:
+            conn.close()
+        elif conn.broken or conn.closed:
             self._suspect_before = now
         else:
             self._restore(conn)
         super().putconn(conn)
+
+    def _release_key(self, conn: PooledConnection, key: Hashable | None) -> None:
+        if key is None and not self._key_of:
+            return  # no keyed checkout (a connection's key is set before it is handed out)
+        with self._keys_lock:
+            held = self._key_of.get(id(conn))
+            if key is not None and (held is None or held != key):
+                raise ValueError(
+                    f"putconn(): this connection was not checked out with key {key!r}"
+                    + ("" if held is None else f" but with key {held!r}")
+                )
+            if held is not None:
+                del self._key_of[id(conn)]
+                del self._keyed[held]
+
+    def closeall(self) -> None:
+        """psycopg2's ``closeall()``: close the pool and every connection, even those in use.
+
+        :meth:`shutdown` without grace: connections still checked out are cut at once (their
+        holders get an error at their next use, and may still give them back). A closed pool
+        cannot be reopened (psycopg_pool's rule); a new component opens a new one.
+        """
+        self.shutdown(grace=0.0)
+        with self._keys_lock:
+            self._keyed.clear()
+            self._key_of.clear()
 
     def _restore(self, conn: PooledConnection) -> None:
         status = conn.pgconn.transaction_status
@@ -489,7 +793,7 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         """The pool's statistics (see :meth:`psycopg_pool.ConnectionPool.get_stats`), and ours.
 
         Ours: ``connections_validated`` (validation round trips at checkout),
-        ``connections_broken`` (connections found broken at checkout and replaced),
+        ``connections_broken`` (connections found broken, or closed, at checkout and replaced),
         ``connections_expired`` (replaced at checkout for their age), ``leaks_reported``.
         """
         stats = super().get_stats()
@@ -580,6 +884,11 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             self._watcher.join(timeout=1.0)
             self._watcher = None
         return len(held)
+
+
+def _is_timeout(value: object) -> bool:
+    """Whether a positional ``getconn()`` argument is a timeout (a number, not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _ping(conn: PooledConnection, timeout: float) -> bool:

@@ -71,6 +71,7 @@ def test_defaults() -> None:
     assert options.idle_timeout == 10.0
     assert options.max_lifetime == 3600.0
     assert options.autocommit is False
+    assert options.psycopg2_compat is False
 
 
 def test_options_convert_milliseconds_to_seconds() -> None:
@@ -83,8 +84,10 @@ def test_options_convert_milliseconds_to_seconds() -> None:
         options__min_pool_size="3",
         options__max_waiting="50",
         options__autocommit="true",
+        options__psycopg2_compat="yes",
         options__application_name="billing",
     ).options
+    assert options.psycopg2_compat is True
     assert options.connect_timeout == 2.5
     assert options.idle_timeout == 30.0
     assert options.max_lifetime == 600.0
@@ -322,6 +325,11 @@ def test_connections_must_agree_on_database() -> None:
         (
             {"connection.host": "h", "options.autocommit": "maybe"},
             "options.autocommit",
+            "true or false",
+        ),
+        (
+            {"connection.host": "h", "options.psycopg2_compat": "sometimes"},
+            "options.psycopg2_compat",
             "true or false",
         ),
         ({"connection.host": "h", "options.ssl_mode": "strict"}, "options.ssl_mode", "verify-full"),

@@ -717,10 +717,11 @@ def test_pool_refuses_an_unknown_idle_order() -> None:
 
 
 @pytest.mark.slow
-def test_restart_within_the_bypass_window_costs_one_error_at_most(pg: Server) -> None:
-    # Within the window nothing is validated, so the first checkout after a restart may get
-    # a dead connection; its failure makes every other idle connection suspect, and they are
-    # validated before they are handed out.
+def test_restart_within_the_bypass_window_costs_no_error(pg: Server) -> None:
+    # Within the window no round trip validates a connection, but the server's termination
+    # notice makes each idle socket readable: a zero-timeout poll at checkout sees it, and the
+    # connection is validated (and replaced) instead of handed out. Its failure also makes
+    # every other idle connection suspect.
     if not isinstance(pg, EmbeddedPostgres):
         pytest.skip("restarting needs the embedded server")
     component = opened(pg, max_pool_size=4, min_pool_size=4, validation_bypass=600_000)
@@ -730,8 +731,7 @@ def test_restart_within_the_bypass_window_costs_one_error_at_most(pg: Server) ->
         errors = run_checkouts(component, 20)
         stats = pool_of(component).get_stats()
         report(errors=len(errors), broken=stats["connections_broken"])
-        assert len(errors) <= 1
-        assert all(isinstance(error, psycopg.OperationalError) for error in errors)
+        assert errors == []
         assert stats["connections_broken"] >= 2
     finally:
         component.close(None)

@@ -342,7 +342,6 @@ def test_a_nul_character_is_refused_at_configure(key: str) -> None:
     assert error.message == f"{key}: must not contain a NUL character"
 
 
-
 def test_shows_secret_looks_through_the_whole_chain() -> None:
     from pip_postgres.redaction import exception_chain, shows_secret
 
