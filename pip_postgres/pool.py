@@ -24,10 +24,8 @@ import select
 import socket
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -36,89 +34,17 @@ from psycopg import pq
 from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import checkout
+from .checkout import ACTIVE as _ACTIVE
+from .checkout import IDLE as _IDLE
+from .checkout import CheckoutMarks, CheckoutPolicy, CheckoutTimeout, Leak
+from .checkout import changes_session as _changes_session  # noqa: F401 (its old home)
 from .fork import release
-from .redaction import SECRET_PARAMS, redact
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["CheckoutTimeout", "Leak", "PooledConnection", "PostgresPool"]
-
-#: The least and the most time given to a validation round trip, in seconds. Within these
-#: bounds it gets a quarter of the checkout's timeout (and no more than is left of it), so
-#: that a connection that does not answer (its network path silently dropped) leaves the
-#: checkout time to get another one.
-_MIN_PING_TIMEOUT = 0.05
-_MAX_PING_TIMEOUT = 2.0
-
-_IDLE = pq.TransactionStatus.IDLE
-_ACTIVE = pq.TransactionStatus.ACTIVE
-_INTRANS = pq.TransactionStatus.INTRANS
-_INERROR = pq.TransactionStatus.INERROR
-
-
-class CheckoutTimeout(PoolTimeout):
-    """No connection became free within the checkout timeout.
-
-    A :class:`psycopg_pool.PoolTimeout`, so code that catches psycopg_pool's error keeps
-    working; its message names the pool size, the wait, and the last connection error.
-    """
-
-
-@dataclass(frozen=True)
-class Leak:
-    """A connection held longer than the leak detection threshold."""
-
-    #: The pool's name.
-    pool: str
-    #: How long the connection had been checked out when it was reported, in seconds.
-    held: float
-    #: Where it was checked out: the formatted stack of the checkout.
-    stack: str
-
-
-class _ConnectState:
-    """What the pool's connections tell it when they connect (shared, one per pool)."""
-
-    def __init__(self) -> None:
-        self.last_error: str | None = None
-
-    def __repr__(self) -> str:
-        return "<pool connect state>"
-
-
-def _changes_session(query: object) -> bool:
-    """Whether ``query`` looks like it changes a session setting.
-
-    It does if one of its statements starts with ``SET`` or ``RESET`` (the first one, or one
-    after a semicolon), or if it calls ``set_config()``. A composed query
-    (:mod:`psycopg.sql`) is not looked at: its command status tells, after it ran. The screen
-    costs a lowercase copy of the text and a substring search, so it stays cheap for long
-    queries; a false positive costs one ``RESET ALL``, nothing more.
-    """
-    if isinstance(query, bytes):
-        query = query.decode("latin-1")  # the keywords are ASCII; never fails
-    elif not isinstance(query, str):
-        return False
-    text = query.lower()
-    if "set" not in text:  # "reset" and "set_config" contain it too
-        return False
-    if _starts_with_set(text) or "set_config" in text:
-        return True
-    return ";" in text and any(_starts_with_set(part) for part in text.split(";")[1:])
-
-
-def _starts_with_set(statement: str) -> bool:
-    """Whether a lowercase statement starts with the word ``set`` or ``reset``."""
-    statement = statement.lstrip()
-    for word in ("set", "reset"):
-        if statement.startswith(word):
-            after = statement[len(word) : len(word) + 1]
-            return not (after.isalnum() or after == "_")
-    return False
-
-
-_SESSION_STATUS = (b"SET", b"RESET")
 
 
 class _UsageCursor(psycopg.Cursor[TupleRow]):
@@ -156,24 +82,16 @@ class _TrackingCursor(psycopg.Cursor[TupleRow]):
     def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
         conn: PooledConnection = self._conn  # type: ignore[assignment]
-        conn.used = True
-        if conn.session_changed:
+        if not checkout.track_before(conn, query):
             return super().execute(query, *args, **kwargs)
-        if _changes_session(query):
-            conn.session_changed = True
         try:
             return super().execute(query, *args, **kwargs)
         finally:
-            result = self.pgresult
-            if result is not None and result.command_status in _SESSION_STATUS:
-                conn.session_changed = True
+            checkout.track_after(conn, self.pgresult)
 
     def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
         """Execute a statement many times: see :meth:`psycopg.Cursor.executemany`."""
-        conn: PooledConnection = self._conn  # type: ignore[assignment]
-        conn.used = True
-        if _changes_session(query):
-            conn.session_changed = True
+        checkout.track_before(self._conn, query)  # type: ignore[arg-type]
         super().executemany(query, *args, **kwargs)
 
 
@@ -186,25 +104,8 @@ _CURSORS: dict[str, type[psycopg.Cursor[TupleRow]]] = {
 }
 
 
-class PooledConnection(psycopg.Connection[TupleRow]):
+class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
     """A psycopg connection that knows its age, its last use and its current holder."""
-
-    #: When it was connected (``time.monotonic()``).
-    created_at: float = 0.0
-    #: When it was last returned to the pool, or connected (``time.monotonic()``).
-    returned_at: float = 0.0
-    #: When it was last checked out (``time.monotonic()``).
-    checked_out_at: float = 0.0
-    #: The stack of its checkout, kept only while leak detection is on.
-    checkout_stack: list[str] | None = None
-    #: Whether the current checkout was reported as a leak.
-    leak_reported: bool = False
-    #: Whether a statement ran through one of its cursors during the checkout (watched when
-    #: ``reset_session`` is ``auto`` or ``always``; cleared when the checkout ends).
-    used: bool = False
-    #: Whether a statement that looks like it changes a session setting ran during the checkout
-    #: (watched when ``reset_session`` is ``auto``; cleared when the checkout ends).
-    session_changed: bool = False
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -214,13 +115,12 @@ class PooledConnection(psycopg.Connection[TupleRow]):
         :param kwargs: as :meth:`psycopg.Connection.connect`, plus ``connect_state``, where
             the pool keeps the last connection error.
         """
-        state: _ConnectState | None = kwargs.pop("connect_state", None)
+        state: checkout.ConnectState | None = kwargs.pop("connect_state", None)
         try:
             conn = super().connect(conninfo, **kwargs)
         except psycopg.Error as error:
             if state is not None:
-                secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
-                state.last_error = redact(str(error).strip(), secrets)
+                state.failed(error, kwargs)
             raise
         if state is not None:
             state.last_error = None
@@ -242,7 +142,7 @@ class _LastInFirstOut(deque[Any]):
         return self.pop()
 
 
-class PostgresPool(ConnectionPool[PooledConnection]):
+class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
     """A :class:`psycopg_pool.ConnectionPool` with checkout validation and leak detection.
 
     :param conninfo: the libpq connection string.
@@ -271,13 +171,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         open: bool = False,
         **pool_kwargs: Any,
     ) -> None:
-        if reset_session not in _CURSORS:
-            raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
-        #: When the end of a checkout resets the session: ``auto``, ``always`` or ``never``
-        #: (see :meth:`finish`).
-        self.reset_session = reset_session
+        self._init_policy(validation_bypass, leak_threshold, on_leak, reset_session)
         self._cursor_factory = _CURSORS[reset_session]
-        self._connect_state = _ConnectState()
         self._autocommit = bool(kwargs.get("autocommit", False))
         super().__init__(
             conninfo,
@@ -293,32 +188,10 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         # psycopg_pool keeps its idle connections in this deque (psycopg_pool 3.2 and 3.3; the
         # test suite checks the order, so that a change there is noticed).
         self._pool = _LastInFirstOut(self._pool)
-        self.validation_bypass = validation_bypass
-        # Connections returned before this moment are validated whatever their bypass window:
-        # one of them was found broken, so the others may have died with it.
-        self._suspect_before = 0.0
-        self.leak_threshold = leak_threshold
-        self._on_leak = on_leak
-        # Connections checked out now, by id: for leak detection and shutdown.
-        self._in_use: dict[int, PooledConnection] = {}
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._counters = {
-            "connections_validated": 0,
-            "connections_broken": 0,
-            "connections_expired": 0,
-            "leaks_reported": 0,
-        }
         if open:
             self.open()
-
-    @property
-    def last_connect_error(self) -> str | None:
-        """The server's reason for the last failed connection attempt.
-
-        ``None`` if the last attempt succeeded.
-        """
-        return self._connect_state.last_error
 
     def open(self, wait: bool = False, timeout: float = 30.0) -> None:
         """Open the pool, and start the leak watcher if leak detection is on.
@@ -353,40 +226,28 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             except PoolTimeout:
                 raise self._timeout_error(wait, broken) from None
             now = monotonic()
-            returned = conn.returned_at
-            if not (
-                now - returned <= self.validation_bypass
-                and returned >= self._suspect_before
-                and now - conn.created_at < self.max_lifetime
-            ):
-                problem = self._vet(conn, now, min(wait / 4, start + wait - now))
+            if self._needs_vetting(conn, now, self.max_lifetime):
+                problem = self._vet(conn, now, checkout.ping_timeout(wait, start + wait - now))
                 if problem is not None:
                     broken += problem == "connections_broken"
                     remaining = start + wait - monotonic()
                     continue
-            conn.checked_out_at = now
-            conn.used = conn.session_changed = False
-            self._in_use[id(conn)] = conn
-            if self.leak_threshold > 0:
-                conn.checkout_stack = traceback.format_stack()[:-1]
-                conn.leak_reported = False
+            self._checked_out(conn, now)
             return conn
 
     def _vet(self, conn: PooledConnection, now: float, ping_time: float) -> str | None:
         """Check a connection that is old, or idle past the bypass window, or suspect.
 
-        :param ping_time: the time the validation round trip may take, in seconds, before the
-            bounds ``_MIN_PING_TIMEOUT`` and ``_MAX_PING_TIMEOUT`` apply.
+        :param ping_time: the time the validation round trip may take, in seconds.
         :return: ``None`` if it may be handed out; else the counter of why it was discarded.
         """
-        if now - conn.created_at >= self.max_lifetime:
+        if checkout.expired(conn, now, self.max_lifetime):
             problem = "connections_expired"
-        elif self._alive(conn, min(max(ping_time, _MIN_PING_TIMEOUT), _MAX_PING_TIMEOUT)):
+        elif self._alive(conn, ping_time):
             return None
         else:
             problem = "connections_broken"
-            self._suspect_before = monotonic()
-        self._counters[problem] += 1
+        self._discarded(problem)
         conn.close()
         # A closed connection given back is dropped, and a new one is made in the background.
         super().putconn(conn)
@@ -408,28 +269,28 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             an unknown state, and the caller closes it.
         """
         status = conn.pgconn.transaction_status
-        if status != _IDLE and status != _INTRANS and status != _INERROR:
-            return  # closed, broken, or in the middle of an operation: putconn() deals with it
-        commit = success and status == _INTRANS
-        mode = self.reset_session
-        reset = conn.session_changed if mode == "auto" else mode == "always" and conn.used
+        sql = checkout.finish_statement(
+            status, success, checkout.reset_needed(self.reset_session, conn)
+        )
         conn.used = conn.session_changed = False  # what putconn() looks at: nothing left to do
-        if not reset:
-            if commit:
-                conn.commit()
-            elif status != _IDLE:
-                conn.rollback()
+        if sql is None:
             return
+        if sql == "COMMIT":
+            conn.commit()
+        elif sql == "ROLLBACK":
+            conn.rollback()
         # A plain cursor: the connection's own would mark the reset as a session change.
-        if status != _IDLE:
-            end = "COMMIT" if commit else "ROLLBACK"
-            psycopg.Cursor(conn).execute(f"{end}; RESET ALL", prepare=False)
-            return
+        elif status != _IDLE:
+            psycopg.Cursor(conn).execute(sql, prepare=False)
+        else:
+            self._reset_outside_transaction(conn)
+
+    def _reset_outside_transaction(self, conn: PooledConnection) -> None:
         # In transactional mode a plain execute() would open a transaction first.
         autocommit = conn.autocommit
         conn.autocommit = True
         try:
-            psycopg.Cursor(conn).execute("RESET ALL", prepare=False)
+            psycopg.Cursor(conn).execute(checkout.RESET_ALL, prepare=False)
         finally:
             if not conn.closed:
                 conn.autocommit = autocommit
@@ -444,13 +305,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
 
         :param conn: a connection checked out of this pool.
         """
-        self._in_use.pop(id(conn), None)
-        if conn.checkout_stack is not None:
-            conn.checkout_stack = None
-        conn.returned_at = now = monotonic()
-        if conn.broken or conn.closed:
-            self._suspect_before = now
-        else:
+        broken = conn.broken or conn.closed
+        self._given_back(conn, broken)
+        if not broken:
             self._restore(conn)
         super().putconn(conn)
 
@@ -460,16 +317,10 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             conn.close()
             return
         try:
-            if status != _IDLE or conn.used or conn.session_changed:
+            if checkout.needs_cleaning(status, conn):
                 self.finish(conn, success=False)
-            if conn.autocommit is not self._autocommit:
-                conn.autocommit = self._autocommit
-            if conn.isolation_level is not None:
-                conn.isolation_level = None
-            if conn.read_only is not None:
-                conn.read_only = None
-            if conn.deferrable is not None:
-                conn.deferrable = None
+            for name, value in checkout.attributes_to_restore(conn, self._autocommit):
+                setattr(conn, name, value)
             if conn.row_factory is not tuple_row:
                 conn.row_factory = tuple_row
             if conn.cursor_factory is not self._cursor_factory:
@@ -492,39 +343,9 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         self._counters["connections_validated"] += 1
         return _ping(conn, timeout)
 
-    def _timeout_error(self, waited: float, broken: int) -> CheckoutTimeout:
-        stats = self.get_stats()
-        message = (
-            f"no connection free in pool {self.name!r} after waiting {waited:.2f} s "
-            f"(max_pool_size={self.max_size}, {stats.get('pool_size', 0)} open, "
-            f"{len(self._in_use)} checked out)"
-        )
-        if broken:
-            message += (
-                f"; {broken} idle connection(s) failed validation and were replaced, "
-                "the network or the server may be down"
-            )
-        if self.last_connect_error:
-            message += f"; the last connection attempt failed: {self.last_connect_error}"
-        elif not broken:
-            message += (
-                ": raise options.max_pool_size or options.connect_timeout, or hold "
-                "connections for less time"
-            )
-        return CheckoutTimeout(message)
-
     def _watch_leaks(self) -> None:
-        period = min(max(self.leak_threshold / 4, 0.01), 1.0)
-        while not self._stop_watch.wait(period):
-            now = monotonic()
-            for conn in list(self._in_use.values()):
-                stack = conn.checkout_stack
-                held = now - conn.checked_out_at
-                if stack is not None and not conn.leak_reported and held >= self.leak_threshold:
-                    conn.leak_reported = True
-                    self._counters["leaks_reported"] += 1
-                    if self._on_leak is not None:
-                        self._on_leak(Leak(self.name, held, "".join(stack)))
+        while not self._stop_watch.wait(checkout.leak_period(self.leak_threshold)):
+            self._report_leaks(monotonic())
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the pool and stop the leak watcher.

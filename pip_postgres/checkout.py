@@ -1,0 +1,350 @@
+"""What a checkout decides, shared by the threaded and the asyncio pools.
+
+:class:`~pip_postgres.PostgresPool` and :class:`~pip_postgres.AsyncPostgresPool` differ only
+in how they wait (a thread blocks, a task awaits). What they decide is pure and lives here,
+once: when a connection is validated at checkout, what the end of a checkout sends
+(``COMMIT``/``ROLLBACK``, ``RESET ALL``), which statements look like they change a session
+setting, which attributes a holder changed, how long a validation round trip may take, which
+held connections are leaks, and what a checkout timeout says. Nothing here does I/O.
+
+psycopg_pool generates its sync pool from its async one with a script (``async_to_sync.py``
+in the psycopg repository); for a layer this small, a module of pure functions and one state
+class that both pools inherit keep each decision in one home at a lower cost (see
+:doc:`/async`).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from time import monotonic
+from typing import Any
+
+from psycopg import pq
+from psycopg_pool import PoolTimeout
+
+from .redaction import SECRET_PARAMS, redact
+
+__all__ = ["CheckoutTimeout", "Leak"]
+
+#: The least and the most time given to a validation round trip, in seconds. Within these
+#: bounds it gets a quarter of the checkout's timeout (and no more than is left of it), so
+#: that a connection that does not answer (its network path silently dropped) leaves the
+#: checkout time to get another one.
+MIN_PING_TIMEOUT = 0.05
+MAX_PING_TIMEOUT = 2.0
+
+IDLE = pq.TransactionStatus.IDLE
+ACTIVE = pq.TransactionStatus.ACTIVE
+INTRANS = pq.TransactionStatus.INTRANS
+INERROR = pq.TransactionStatus.INERROR
+
+#: The ``options.reset_session`` modes.
+RESET_MODES = ("auto", "always", "never")
+
+#: Command statuses of statements that change a session setting.
+SESSION_STATUS = (b"SET", b"RESET")
+
+#: The statement that resets a session.
+RESET_ALL = "RESET ALL"
+
+
+class CheckoutTimeout(PoolTimeout):
+    """No connection became free within the checkout timeout.
+
+    A :class:`psycopg_pool.PoolTimeout`, so code that catches psycopg_pool's error keeps
+    working; its message names the pool size, the wait, and the last connection error.
+    """
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A connection held longer than the leak detection threshold."""
+
+    #: The pool's name.
+    pool: str
+    #: How long the connection had been checked out when it was reported, in seconds.
+    held: float
+    #: Where it was checked out: the formatted stack of the checkout.
+    stack: str
+
+
+class ConnectState:
+    """What the pool's connections tell it when they connect (shared, one per pool)."""
+
+    def __init__(self) -> None:
+        self.last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return "<pool connect state>"
+
+    def failed(self, error: BaseException, kwargs: Mapping[str, Any]) -> None:
+        """Keep the server's reason for a failed connection, without the secrets of ``kwargs``."""
+        secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
+        self.last_error = redact(str(error).strip(), secrets)
+
+
+class CheckoutMarks:
+    """What a pooled connection knows of its age, its last use and its current holder.
+
+    A mixin of :class:`~pip_postgres.PooledConnection` and
+    :class:`~pip_postgres.AsyncPooledConnection`.
+    """
+
+    #: When it was connected (``time.monotonic()``).
+    created_at: float = 0.0
+    #: When it was last returned to the pool, or connected (``time.monotonic()``).
+    returned_at: float = 0.0
+    #: When it was last checked out (``time.monotonic()``).
+    checked_out_at: float = 0.0
+    #: The stack of its checkout, kept only while leak detection is on.
+    checkout_stack: list[str] | None = None
+    #: Whether the current checkout was reported as a leak.
+    leak_reported: bool = False
+    #: Whether a statement ran through one of its cursors during the checkout (watched when
+    #: ``reset_session`` is ``auto`` or ``always``; cleared when the checkout ends).
+    used: bool = False
+    #: Whether a statement that looks like it changes a session setting ran during the checkout
+    #: (watched when ``reset_session`` is ``auto``; cleared when the checkout ends).
+    session_changed: bool = False
+
+
+def changes_session(query: object) -> bool:
+    """Whether ``query`` looks like it changes a session setting.
+
+    It does if one of its statements starts with ``SET`` or ``RESET`` (the first one, or one
+    after a semicolon), or if it calls ``set_config()``. A composed query
+    (:mod:`psycopg.sql`) is not looked at: its command status tells, after it ran. The screen
+    costs a lowercase copy of the text and a substring search, so it stays cheap for long
+    queries; a false positive costs one ``RESET ALL``, nothing more.
+    """
+    if isinstance(query, bytes):
+        query = query.decode("latin-1")  # the keywords are ASCII; never fails
+    elif not isinstance(query, str):
+        return False
+    text = query.lower()
+    if "set" not in text:  # "reset" and "set_config" contain it too
+        return False
+    if starts_with_set(text) or "set_config" in text:
+        return True
+    return ";" in text and any(starts_with_set(part) for part in text.split(";")[1:])
+
+
+def starts_with_set(statement: str) -> bool:
+    """Whether a lowercase statement starts with the word ``set`` or ``reset``."""
+    statement = statement.lstrip()
+    for word in ("set", "reset"):
+        if statement.startswith(word):
+            after = statement[len(word) : len(word) + 1]
+            return not (after.isalnum() or after == "_")
+    return False
+
+
+def track_before(conn: CheckoutMarks, query: object) -> bool:
+    """Mark a connection before a statement runs (``reset_session`` = ``auto``).
+
+    :return: whether the command status must be looked at after it ran.
+    """
+    conn.used = True
+    if conn.session_changed:
+        return False
+    if changes_session(query):
+        conn.session_changed = True
+    return True
+
+
+def track_after(conn: CheckoutMarks, result: pq.abc.PGresult | None) -> None:
+    """Mark a connection whose statement's command status was ``SET`` or ``RESET``."""
+    if result is not None and result.command_status in SESSION_STATUS:
+        conn.session_changed = True
+
+
+def reset_needed(mode: str, conn: CheckoutMarks) -> bool:
+    """Whether the end of a checkout resets the session, for ``options.reset_session``."""
+    if mode == "auto":
+        return conn.session_changed
+    return mode == "always" and conn.used
+
+
+def finish_statement(status: int, success: bool, reset: bool) -> str | None:
+    """What ends a checkout, for its transaction ``status``.
+
+    :return: ``None`` (nothing to do: also for a closed, broken or busy connection, which the
+        return to the pool deals with); ``"COMMIT"`` or ``"ROLLBACK"`` (the connection's own
+        ``commit()``/``rollback()``); ``"COMMIT; RESET ALL"`` or ``"ROLLBACK; RESET ALL"``
+        (one query); ``"RESET ALL"`` (outside a transaction, in autocommit mode).
+    """
+    if status != IDLE and status != INTRANS and status != INERROR:
+        return None
+    if status == IDLE:
+        return RESET_ALL if reset else None
+    end = "COMMIT" if success and status == INTRANS else "ROLLBACK"
+    return f"{end}; {RESET_ALL}" if reset else end
+
+
+def needs_cleaning(status: int, conn: CheckoutMarks) -> bool:
+    """Whether a connection given back needs its transaction ended or its session reset."""
+    return status != IDLE or conn.used or conn.session_changed
+
+
+def attributes_to_restore(conn: Any, autocommit: bool) -> list[tuple[str, Any]]:
+    """The transaction attributes a holder changed, and the values they go back to.
+
+    :param conn: a :class:`psycopg.Connection` or :class:`psycopg.AsyncConnection`.
+    :param autocommit: the pool's ``autocommit``.
+    :return: ``(name, value)`` pairs, for ``autocommit``, ``isolation_level``, ``read_only``,
+        ``deferrable``: set with the attribute (sync) or ``set_<name>()`` (async).
+    """
+    changed: list[tuple[str, Any]] = []
+    if conn.autocommit is not autocommit:
+        changed.append(("autocommit", autocommit))
+    for name in ("isolation_level", "read_only", "deferrable"):
+        if getattr(conn, name) is not None:
+            changed.append((name, None))
+    return changed
+
+
+def expired(conn: CheckoutMarks, now: float, max_lifetime: float) -> bool:
+    """Whether a connection is past its lifetime (``max_lifetime``, in seconds)."""
+    return now - conn.created_at >= max_lifetime
+
+
+def ping_timeout(wait: float, remaining: float) -> float:
+    """The time a validation round trip may take, in seconds, for a checkout of ``wait``.
+
+    A quarter of the wait, no more than ``remaining``, within ``MIN_PING_TIMEOUT`` and
+    ``MAX_PING_TIMEOUT``.
+    """
+    return min(max(min(wait / 4, remaining), MIN_PING_TIMEOUT), MAX_PING_TIMEOUT)
+
+
+def leak_period(threshold: float) -> float:
+    """How often, in seconds, the leak watcher looks at held connections."""
+    return min(max(threshold / 4, 0.01), 1.0)
+
+
+class CheckoutPolicy:
+    """The state and the decisions of a pool's checkouts, shared by both pools.
+
+    A base of :class:`~pip_postgres.PostgresPool` and :class:`~pip_postgres.AsyncPostgresPool`;
+    ``_init_policy()`` takes:
+
+    :param validation_bypass: seconds since its return within which a connection is handed
+        out without a validation round trip; 0 validates at every checkout.
+    :param leak_threshold: seconds after which a held connection is reported; 0 turns leak
+        detection off.
+    :param on_leak: called with each :class:`Leak`.
+    :param reset_session: ``auto``, ``always`` or ``never``.
+    :raises ValueError: ``reset_session`` is none of the modes.
+    """
+
+    def _init_policy(
+        self,
+        validation_bypass: float,
+        leak_threshold: float,
+        on_leak: Callable[[Leak], None] | None,
+        reset_session: str,
+    ) -> None:
+        if reset_session not in RESET_MODES:
+            raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
+        #: When the end of a checkout resets the session: ``auto``, ``always`` or ``never``.
+        self.reset_session = reset_session
+        self._connect_state = ConnectState()
+        self.validation_bypass = validation_bypass
+        # Connections returned before this moment are validated whatever their bypass window:
+        # one of them was found broken, so the others may have died with it.
+        self._suspect_before = 0.0
+        self.leak_threshold = leak_threshold
+        self._on_leak = on_leak
+        # Connections checked out now, by id: for leak detection and shutdown.
+        self._in_use: dict[int, Any] = {}
+        self._counters = {
+            "connections_validated": 0,
+            "connections_broken": 0,
+            "connections_expired": 0,
+            "leaks_reported": 0,
+        }
+
+    @property
+    def last_connect_error(self) -> str | None:
+        """The server's reason for the last failed connection attempt.
+
+        ``None`` if the last attempt succeeded.
+        """
+        return self._connect_state.last_error
+
+    def _needs_vetting(self, conn: CheckoutMarks, now: float, max_lifetime: float) -> bool:
+        """Whether a connection taken from the idle queue is checked before it is handed out.
+
+        It is if it was returned longer ago than the bypass window, or before a connection was
+        found broken, or if it is past its lifetime.
+        """
+        returned = conn.returned_at
+        return not (
+            now - returned <= self.validation_bypass
+            and returned >= self._suspect_before
+            and now - conn.created_at < max_lifetime
+        )
+
+    def _discarded(self, problem: str) -> None:
+        """Count a connection discarded at checkout; a broken one makes the others suspect."""
+        self._counters[problem] += 1
+        if problem == "connections_broken":
+            self._suspect_before = monotonic()
+
+    def _checked_out(self, conn: CheckoutMarks, now: float) -> None:
+        """Stamp a connection handed out."""
+        conn.checked_out_at = now
+        conn.used = conn.session_changed = False
+        self._in_use[id(conn)] = conn
+        if self.leak_threshold > 0:
+            conn.checkout_stack = traceback.format_stack()[:-2]
+            conn.leak_reported = False
+
+    def _given_back(self, conn: CheckoutMarks, broken: bool) -> None:
+        """Stamp a connection given back; a broken one makes the idle ones suspect."""
+        self._in_use.pop(id(conn), None)
+        if conn.checkout_stack is not None:
+            conn.checkout_stack = None
+        conn.returned_at = now = monotonic()
+        if broken:
+            self._suspect_before = now
+
+    def _scan_leaks(self: Any, now: float) -> list[Leak]:
+        """Mark, count and return the held connections newly past the leak threshold."""
+        leaks = []
+        for conn in list(self._in_use.values()):
+            stack = conn.checkout_stack
+            held = now - conn.checked_out_at
+            if stack is not None and not conn.leak_reported and held >= self.leak_threshold:
+                conn.leak_reported = True
+                self._counters["leaks_reported"] += 1
+                leaks.append(Leak(self.name, held, "".join(stack)))
+        return leaks
+
+    def _report_leaks(self, now: float) -> None:
+        for leak in self._scan_leaks(now):
+            if self._on_leak is not None:
+                self._on_leak(leak)
+
+    def _timeout_error(self: Any, waited: float, broken: int) -> CheckoutTimeout:
+        stats = self.get_stats()
+        message = (
+            f"no connection free in pool {self.name!r} after waiting {waited:.2f} s "
+            f"(max_pool_size={self.max_size}, {stats.get('pool_size', 0)} open, "
+            f"{len(self._in_use)} checked out)"
+        )
+        if broken:
+            message += (
+                f"; {broken} idle connection(s) failed validation and were replaced, "
+                "the network or the server may be down"
+            )
+        if self.last_connect_error:
+            message += f"; the last connection attempt failed: {self.last_connect_error}"
+        elif not broken:
+            message += (
+                ": raise options.max_pool_size or options.connect_timeout, or hold "
+                "connections for less time"
+            )
+        return CheckoutTimeout(message)
