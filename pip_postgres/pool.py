@@ -451,6 +451,11 @@ def _cut(conn: PooledConnection) -> None:
     """
     with contextlib.suppress(psycopg.Error, OSError):
         conn.cancel_safe(timeout=2.0)
+    _shutdown_socket(conn)
+
+
+def _shutdown_socket(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Shut a connection's socket down (both ways), leaving its file descriptor open."""
     try:
         fd = conn.pgconn.socket
     except psycopg.Error:
