@@ -16,7 +16,7 @@ class that both pools inherit keep each decision in one home at a lower cost (se
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from time import monotonic
 from typing import Any
@@ -224,6 +224,14 @@ def leak_period(threshold: float) -> float:
     return min(max(threshold / 4, 0.01), 1.0)
 
 
+#: What a checkout asks of its pool's I/O, and the pool's answer (see
+#: :meth:`CheckoutPolicy._checkout_steps`): ``("get", None, timeout)``, answered with a
+#: connection from psycopg_pool, or ``None`` for its ``PoolTimeout``; ``("ping", conn,
+#: timeout)``, answered with whether the connection answered a round trip in time;
+#: ``("discard", conn, 0.0)``, closing the connection and giving it back (answer ``None``).
+Step = tuple[str, Any, float]
+
+
 class CheckoutPolicy:
     """The state and the decisions of a pool's checkouts, shared by both pools.
 
@@ -287,6 +295,39 @@ class CheckoutPolicy:
             and now - conn.created_at < max_lifetime
         )
 
+    def _checkout_steps(self, wait: float, max_lifetime: float) -> Generator[Step, Any, Any]:
+        """One checkout, written once for both pools: its I/O is yielded as :data:`Step`.
+
+        A connection idle past the bypass window (or suspect) is validated, one past its
+        lifetime is discarded, and the next one is taken, until ``wait`` seconds have passed.
+
+        :return: (as ``StopIteration.value``) the connection to hand out.
+        :raises CheckoutTimeout: no working connection could be had in time.
+        """
+        start = monotonic()
+        remaining = wait
+        broken = 0
+        while True:
+            conn = yield ("get", None, remaining)
+            if conn is None:
+                raise self._timeout_error(wait, broken)
+            now = monotonic()
+            if self._needs_vetting(conn, now, max_lifetime):
+                if expired(conn, now, max_lifetime):
+                    problem = "connections_expired"
+                else:
+                    self._counters["connections_validated"] += 1
+                    alive = yield ("ping", conn, ping_timeout(wait, start + wait - now))
+                    problem = "" if alive else "connections_broken"
+                if problem:
+                    self._discarded(problem)
+                    broken += problem == "connections_broken"
+                    yield ("discard", conn, 0.0)
+                    remaining = start + wait - monotonic()
+                    continue
+            self._checked_out(conn, now)
+            return conn
+
     def _discarded(self, problem: str) -> None:
         """Count a connection discarded at checkout; a broken one makes the others suspect."""
         self._counters[problem] += 1
@@ -299,7 +340,8 @@ class CheckoutPolicy:
         conn.used = conn.session_changed = False
         self._in_use[id(conn)] = conn
         if self.leak_threshold > 0:
-            conn.checkout_stack = traceback.format_stack()[:-2]
+            # Without this frame, the checkout's steps and the pool's getconn().
+            conn.checkout_stack = traceback.format_stack()[:-3]
             conn.leak_reported = False
 
     def _given_back(self, conn: CheckoutMarks, broken: bool) -> None:

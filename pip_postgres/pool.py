@@ -216,42 +216,27 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :raises CheckoutTimeout: no working connection could be had in time.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
-        wait = self.timeout if timeout is None else timeout
-        start = monotonic()
-        remaining = wait
-        broken = 0
-        while True:
-            try:
-                conn = super().getconn(remaining)
-            except PoolTimeout:
-                raise self._timeout_error(wait, broken) from None
-            now = monotonic()
-            if self._needs_vetting(conn, now, self.max_lifetime):
-                problem = self._vet(conn, now, checkout.ping_timeout(wait, start + wait - now))
-                if problem is not None:
-                    broken += problem == "connections_broken"
-                    remaining = start + wait - monotonic()
-                    continue
-            self._checked_out(conn, now)
-            return conn
-
-    def _vet(self, conn: PooledConnection, now: float, ping_time: float) -> str | None:
-        """Check a connection that is old, or idle past the bypass window, or suspect.
-
-        :param ping_time: the time the validation round trip may take, in seconds.
-        :return: ``None`` if it may be handed out; else the counter of why it was discarded.
-        """
-        if checkout.expired(conn, now, self.max_lifetime):
-            problem = "connections_expired"
-        elif self._alive(conn, ping_time):
-            return None
-        else:
-            problem = "connections_broken"
-        self._discarded(problem)
-        conn.close()
-        # A closed connection given back is dropped, and a new one is made in the background.
-        super().putconn(conn)
-        return problem
+        steps = self._checkout_steps(
+            self.timeout if timeout is None else timeout, self.max_lifetime
+        )
+        reply: Any = None
+        try:
+            while True:
+                step, conn, seconds = steps.send(reply)
+                if step == "get":
+                    try:
+                        reply = super().getconn(seconds)
+                    except PoolTimeout:
+                        reply = None
+                elif step == "ping":
+                    reply = _ping(conn, seconds)
+                else:  # discard: a closed connection given back is replaced in the background
+                    conn.close()
+                    super().putconn(conn)
+                    reply = None
+        except StopIteration as done:
+            handed_out: PooledConnection = done.value
+            return handed_out
 
     def finish(self, conn: PooledConnection, success: bool) -> None:
         """End a checkout's transaction, and reset the session if it needs it, in one round trip.
@@ -338,10 +323,6 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         stats = super().get_stats()
         stats.update(self._counters)
         return stats
-
-    def _alive(self, conn: PooledConnection, timeout: float) -> bool:
-        self._counters["connections_validated"] += 1
-        return _ping(conn, timeout)
 
     def _watch_leaks(self) -> None:
         while not self._stop_watch.wait(checkout.leak_period(self.leak_threshold)):

@@ -171,46 +171,30 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         :raises CheckoutTimeout: no working connection could be had in time.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
-        wait = self.timeout if timeout is None else timeout
-        start = monotonic()
-        remaining = wait
-        broken = 0
-        while True:
-            try:
-                conn = await super().getconn(remaining)
-            except PoolTimeout:
-                raise self._timeout_error(wait, broken) from None
-            now = monotonic()
-            if self._needs_vetting(conn, now, self.max_lifetime):
-                problem = await self._vet(
-                    conn, now, checkout.ping_timeout(wait, start + wait - now)
-                )
-                if problem is not None:
-                    broken += problem == "connections_broken"
-                    remaining = start + wait - monotonic()
-                    continue
-            self._checked_out(conn, now)
-            return conn
-
-    async def _vet(self, conn: AsyncPooledConnection, now: float, ping_time: float) -> str | None:
-        """Check a connection that is old, or idle past the bypass window, or suspect.
-
-        :param ping_time: the time the validation round trip may take, in seconds.
-        :return: ``None`` if it may be handed out; else the counter of why it was discarded.
-        """
+        steps = self._checkout_steps(
+            self.timeout if timeout is None else timeout, self.max_lifetime
+        )
+        reply: Any = None
         try:
-            if checkout.expired(conn, now, self.max_lifetime):
-                problem = "connections_expired"
-            elif await self._alive(conn, ping_time):
-                return None
-            else:
-                problem = "connections_broken"
-            self._discarded(problem)
-        except BaseException:
-            await _discard(self, conn)  # cancelled while validating: the connection is unknown
-            raise
-        await _discard(self, conn)
-        return problem
+            while True:
+                step, conn, seconds = steps.send(reply)
+                if step == "get":
+                    try:
+                        reply = await super().getconn(seconds)
+                    except PoolTimeout:
+                        reply = None
+                elif step == "ping":
+                    try:
+                        reply = await _ping(conn, seconds)
+                    except BaseException:
+                        await _discard(self, conn)  # cancelled while validating
+                        raise
+                else:
+                    await _discard(self, conn)
+                    reply = None
+        except StopIteration as done:
+            handed_out: AsyncPooledConnection = done.value
+            return handed_out
 
     async def finish(self, conn: AsyncPooledConnection, success: bool) -> None:
         """End a checkout's transaction, and reset the session if it needs it.
@@ -287,10 +271,6 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         stats = super().get_stats()
         stats.update(self._counters)
         return stats
-
-    async def _alive(self, conn: AsyncPooledConnection, timeout: float) -> bool:
-        self._counters["connections_validated"] += 1
-        return await _ping(conn, timeout)
 
     async def _watch_leaks(self) -> None:
         while True:
