@@ -22,6 +22,7 @@ from time import monotonic
 from typing import Any
 
 from psycopg import pq
+from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
 from .redaction import SECRET_PARAMS, redact
@@ -210,6 +211,14 @@ def expired(conn: CheckoutMarks, now: float, max_lifetime: float) -> bool:
     return now - conn.created_at >= max_lifetime
 
 
+def restore_factories(conn: Any, cursor_factory: type) -> None:
+    """Give a connection back its pool's row factory (tuples) and cursor class."""
+    if conn.row_factory is not tuple_row:
+        conn.row_factory = tuple_row
+    if conn.cursor_factory is not cursor_factory:
+        conn.cursor_factory = cursor_factory
+
+
 def ping_timeout(wait: float, remaining: float) -> float:
     """The time a validation round trip may take, in seconds, for a checkout of ``wait``.
 
@@ -249,13 +258,24 @@ class CheckoutPolicy:
 
     def _init_policy(
         self,
+        kwargs: dict[str, Any],
+        cursors: Mapping[str, type],
         validation_bypass: float,
         leak_threshold: float,
         on_leak: Callable[[Leak], None] | None,
         reset_session: str,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Set the policy up.
+
+        :param kwargs: the connection keyword arguments given to the pool.
+        :param cursors: the cursor class of each ``reset_session`` mode.
+        :return: the connection keyword arguments for psycopg_pool: ``kwargs`` with the
+            pool's connect state and cursor class.
+        """
         if reset_session not in RESET_MODES:
             raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
+        self._cursor_factory: Any = cursors[reset_session]
+        self._autocommit = bool(kwargs.get("autocommit", False))
         #: When the end of a checkout resets the session: ``auto``, ``always`` or ``never``.
         self.reset_session = reset_session
         self._connect_state = ConnectState()
@@ -272,6 +292,11 @@ class CheckoutPolicy:
             "connections_broken": 0,
             "connections_expired": 0,
             "leaks_reported": 0,
+        }
+        return {
+            **kwargs,
+            "connect_state": self._connect_state,
+            "cursor_factory": self._cursor_factory,
         }
 
     @property
@@ -295,15 +320,19 @@ class CheckoutPolicy:
             and now - conn.created_at < max_lifetime
         )
 
-    def _checkout_steps(self, wait: float, max_lifetime: float) -> Generator[Step, Any, Any]:
+    def _checkout_steps(self, timeout: float | None) -> Generator[Step, Any, Any]:
         """One checkout, written once for both pools: its I/O is yielded as :data:`Step`.
 
         A connection idle past the bypass window (or suspect) is validated, one past its
-        lifetime is discarded, and the next one is taken, until ``wait`` seconds have passed.
+        lifetime is discarded, and the next one is taken, until ``timeout`` seconds (default
+        the pool's ``timeout``) have passed.
 
         :return: (as ``StopIteration.value``) the connection to hand out.
         :raises CheckoutTimeout: no working connection could be had in time.
         """
+        pool: Any = self
+        wait: float = pool.timeout if timeout is None else timeout
+        max_lifetime: float = pool.max_lifetime
         start = monotonic()
         remaining = wait
         broken = 0

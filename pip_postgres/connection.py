@@ -9,7 +9,7 @@ import os
 import threading
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from pip_services4_commons.errors import ConnectionException, InvalidStateException
@@ -27,16 +27,34 @@ from .resolver import PostgresConnectionResolver
 
 __all__ = ["PostgresConnection"]
 
+_P = TypeVar("_P")
+_C = TypeVar("_C")
 
-class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
-    """Context manager for one checkout: see :meth:`PostgresConnection.connection`."""
+
+class _Held(Generic[_P, _C]):
+    """One checkout's pool, timeout and connection (the sync and async context managers)."""
 
     __slots__ = ("_conn", "_pool", "_timeout")
 
-    def __init__(self, pool: PostgresPool, timeout: float | None) -> None:
+    def __init__(self, pool: _P, timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._conn: PooledConnection | None = None
+        self._conn: _C | None = None
+
+    def _take(self) -> _C:
+        """The connection checked out, which the checkout no longer holds."""
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        return conn
+
+
+class _Checkout(
+    _Held[PostgresPool, PooledConnection], AbstractContextManager[psycopg.Connection[Any]]
+):
+    """Context manager for one checkout: see :meth:`PostgresConnection.connection`."""
+
+    __slots__ = ()
 
     def __enter__(self) -> psycopg.Connection[Any]:
         self._conn = self._pool.getconn(self._timeout)
@@ -48,9 +66,7 @@ class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        conn = self._conn
-        assert conn is not None
-        self._conn = None
+        conn = self._take()
         try:
             self._pool.finish(conn, exc_type is None)
         except BaseException:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -18,35 +17,26 @@ from pip_services4_components.context import IContext
 from pip_services4_components.refer import IReferenceable
 
 from .config import PostgresConfig
-from .connection import _PostgresComponent
+from .connection import _Held, _PostgresComponent
 from .pool_async import AsyncPooledConnection, AsyncPostgresPool
 
 __all__ = ["AsyncPostgresConnection"]
 
 
-class _AsyncCheckout(AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]):
+class _AsyncCheckout(
+    _Held[AsyncPostgresPool, AsyncPooledConnection],
+    AbstractAsyncContextManager[psycopg.AsyncConnection[Any]],
+):
     """Async context manager for one checkout: see :meth:`AsyncPostgresConnection.connection`."""
 
-    __slots__ = ("_conn", "_pool", "_timeout")
-
-    def __init__(self, pool: AsyncPostgresPool, timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._conn: AsyncPooledConnection | None = None
+    __slots__ = ()
 
     async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
         self._conn = await self._pool.getconn(self._timeout)
         return self._conn
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        conn = self._conn
-        assert conn is not None
-        self._conn = None
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        conn = self._take()
         # Shielded: a task cancelled (again) while its checkout ends still returns the
         # connection, committed, rolled back, or closed for the pool to replace.
         error = await asyncio.shield(self._end(conn, exc_type is None))

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq
-from psycopg.rows import TupleRow, tuple_row
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import checkout
@@ -171,19 +171,11 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         open: bool = False,
         **pool_kwargs: Any,
     ) -> None:
-        self._init_policy(validation_bypass, leak_threshold, on_leak, reset_session)
-        self._cursor_factory = _CURSORS[reset_session]
-        self._autocommit = bool(kwargs.get("autocommit", False))
+        kwargs = self._init_policy(
+            kwargs, _CURSORS, validation_bypass, leak_threshold, on_leak, reset_session
+        )
         super().__init__(
-            conninfo,
-            connection_class=PooledConnection,
-            kwargs={
-                **kwargs,
-                "connect_state": self._connect_state,
-                "cursor_factory": self._cursor_factory,
-            },
-            open=False,
-            **pool_kwargs,
+            conninfo, connection_class=PooledConnection, kwargs=kwargs, open=False, **pool_kwargs
         )
         # psycopg_pool keeps its idle connections in this deque (psycopg_pool 3.2 and 3.3; the
         # test suite checks the order, so that a change there is noticed).
@@ -216,27 +208,25 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :raises CheckoutTimeout: no working connection could be had in time.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
-        steps = self._checkout_steps(
-            self.timeout if timeout is None else timeout, self.max_lifetime
-        )
-        reply: Any = None
+        steps, reply = self._checkout_steps(timeout), None
         try:
             while True:
-                step, conn, seconds = steps.send(reply)
-                if step == "get":
-                    try:
-                        reply = super().getconn(seconds)
-                    except PoolTimeout:
-                        reply = None
-                elif step == "ping":
-                    reply = _ping(conn, seconds)
-                else:  # discard: a closed connection given back is replaced in the background
-                    conn.close()
-                    super().putconn(conn)
-                    reply = None
+                reply = self._step(*steps.send(reply))
         except StopIteration as done:
             handed_out: PooledConnection = done.value
             return handed_out
+
+    def _step(self, step: str, conn: Any, seconds: float) -> Any:
+        """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
+        if step == "ping":
+            return _ping(conn, seconds)
+        if step == "discard":  # a closed connection given back is replaced in the background
+            conn.close()
+            return super().putconn(conn)
+        try:
+            return super().getconn(seconds)
+        except PoolTimeout:
+            return None
 
     def finish(self, conn: PooledConnection, success: bool) -> None:
         """End a checkout's transaction, and reset the session if it needs it, in one round trip.
@@ -306,10 +296,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
                 self.finish(conn, success=False)
             for name, value in checkout.attributes_to_restore(conn, self._autocommit):
                 setattr(conn, name, value)
-            if conn.row_factory is not tuple_row:
-                conn.row_factory = tuple_row
-            if conn.cursor_factory is not self._cursor_factory:
-                conn.cursor_factory = self._cursor_factory
+            checkout.restore_factories(conn, self._cursor_factory)
         except psycopg.Error:
             conn.close()  # the pool replaces a closed connection
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import generators, pq, waiting
-from psycopg.rows import TupleRow, tuple_row
+from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import checkout
@@ -134,17 +134,13 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         reset_session: str = "auto",
         **pool_kwargs: Any,
     ) -> None:
-        self._init_policy(validation_bypass, leak_threshold, on_leak, reset_session)
-        self._cursor_factory = _CURSORS[reset_session]
-        self._autocommit = bool(kwargs.get("autocommit", False))
+        kwargs = self._init_policy(
+            kwargs, _CURSORS, validation_bypass, leak_threshold, on_leak, reset_session
+        )
         super().__init__(
             conninfo,
             connection_class=AsyncPooledConnection,
-            kwargs={
-                **kwargs,
-                "connect_state": self._connect_state,
-                "cursor_factory": self._cursor_factory,
-            },
+            kwargs=kwargs,
             open=False,
             **pool_kwargs,
         )
@@ -171,30 +167,28 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         :raises CheckoutTimeout: no working connection could be had in time.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
-        steps = self._checkout_steps(
-            self.timeout if timeout is None else timeout, self.max_lifetime
-        )
-        reply: Any = None
+        steps, reply = self._checkout_steps(timeout), None
         try:
             while True:
-                step, conn, seconds = steps.send(reply)
-                if step == "get":
-                    try:
-                        reply = await super().getconn(seconds)
-                    except PoolTimeout:
-                        reply = None
-                elif step == "ping":
-                    try:
-                        reply = await _ping(conn, seconds)
-                    except BaseException:
-                        await _discard(self, conn)  # cancelled while validating
-                        raise
-                else:
-                    await _discard(self, conn)
-                    reply = None
+                reply = await self._step(*steps.send(reply))
         except StopIteration as done:
             handed_out: AsyncPooledConnection = done.value
             return handed_out
+
+    async def _step(self, step: str, conn: Any, seconds: float) -> Any:
+        """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
+        if step == "get":
+            try:
+                return await super().getconn(seconds)
+            except PoolTimeout:
+                return None
+        if step == "ping":
+            try:
+                return await _ping(conn, seconds)
+            except BaseException:
+                await _discard(self, conn)  # cancelled while validating: state unknown
+                raise
+        return await _discard(self, conn)
 
     async def finish(self, conn: AsyncPooledConnection, success: bool) -> None:
         """End a checkout's transaction, and reset the session if it needs it.
@@ -256,10 +250,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
                 await self.finish(conn, success=False)
             for name, value in checkout.attributes_to_restore(conn, self._autocommit):
                 await getattr(conn, f"set_{name}")(value)
-            if conn.row_factory is not tuple_row:
-                conn.row_factory = tuple_row
-            if conn.cursor_factory is not self._cursor_factory:
-                conn.cursor_factory = self._cursor_factory
+            checkout.restore_factories(conn, self._cursor_factory)
         except psycopg.Error:
             await conn.close()  # the pool replaces a closed connection
 
