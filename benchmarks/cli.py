@@ -17,12 +17,13 @@ from pathlib import Path
 from pip_postgres.embedded import EmbeddedPostgres
 
 from . import report
+from .aio import a2
 from .memory import memory
 from .persistence import p1
 from .server import Target, default_cpu, describe_server, pin, start_server
 from .workloads import FULL, QUICK, Table, w1, w2, w3, w4, w5
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "memory", "P1")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "memory", "P1", "A2")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tables.append(memory(target, settings, log))
         if "P1" in selected:
             tables.append(p1(target, settings, log))
+        if "A2" in selected:
+            tables.append(a2(target, settings, log))
     finally:
         if isinstance(server, EmbeddedPostgres):
             server.stop()

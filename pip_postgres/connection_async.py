@@ -37,20 +37,14 @@ class _AsyncCheckout(
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         conn = self._take()
-        # Shielded: a task cancelled (again) while its checkout ends still returns the
-        # connection, committed, rolled back, or closed for the pool to replace.
-        error = await asyncio.shield(self._end(conn, exc_type is None))
-        if error is not None and exc_type is None:
-            raise error
-
-    async def _end(self, conn: AsyncPooledConnection, success: bool) -> BaseException | None:
         try:
-            await self._pool.finish(conn, success)
-            return None
+            await self._pool.finish(conn, exc_type is None)
         except BaseException as error:
-            # The connection's state is unknown: the pool replaces a closed one.
+            # The connection's state is unknown (a failed COMMIT, or the task cancelled again
+            # while its checkout ended): closed (which never suspends), the pool replaces it.
             await conn.close()
-            return error
+            if exc_type is None or not isinstance(error, Exception):
+                raise
         finally:
             await self._pool.putconn(conn)
 

@@ -226,18 +226,20 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     async def putconn(self, conn: AsyncPooledConnection) -> None:
         """Return a connection: clean what its holder left, then hand it back.
 
-        As :meth:`pip_postgres.PostgresPool.putconn`. The return is shielded from the
-        cancellation of the calling task: it completes even if the task is cancelled again.
+        As :meth:`pip_postgres.PostgresPool.putconn`. A task cancelled while its connection
+        is cleaned loses nothing: the connection is closed and given back, and the pool
+        replaces it.
 
         :param conn: a connection checked out of this pool.
         """
-        await asyncio.shield(self._give_back(conn))
-
-    async def _give_back(self, conn: AsyncPooledConnection) -> None:
         broken = conn.broken or conn.closed
         self._given_back(conn, broken)
         if not broken:
-            await self._restore(conn)
+            try:
+                await self._restore(conn)
+            except BaseException:
+                await _discard(self, conn)
+                raise
         await super().putconn(conn)
 
     async def _restore(self, conn: AsyncPooledConnection) -> None:
