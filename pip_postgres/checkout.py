@@ -1,7 +1,8 @@
 """What a checkout decides, shared by the threaded and the asyncio pools.
 
-:class:`~pip_postgres.PostgresPool` and :class:`~pip_postgres.AsyncPostgresPool` differ only
-in how they wait (a thread blocks, a task awaits). What they decide is pure and lives here,
+:class:`~pip_postgres.pool.PostgresPool` and
+:class:`~pip_postgres.pool_async.AsyncPostgresPool` differ only in how they wait (a thread
+blocks, a task awaits). What they decide is pure and lives here,
 once: when a connection is validated at checkout, what the end of a checkout sends
 (``COMMIT``/``ROLLBACK``, ``RESET ALL``), which statements look like they change a session
 setting, which attributes a holder changed, how long a validation round trip may take, which
@@ -89,8 +90,8 @@ class ConnectState:
 class CheckoutMarks:
     """What a pooled connection knows of its age, its last use and its current holder.
 
-    A mixin of :class:`~pip_postgres.PooledConnection` and
-    :class:`~pip_postgres.AsyncPooledConnection`.
+    A mixin of :class:`~pip_postgres.pool.PooledConnection` and
+    :class:`~pip_postgres.pool_async.AsyncPooledConnection`.
     """
 
     #: When it was connected (``time.monotonic()``).
@@ -234,7 +235,7 @@ def leak_period(threshold: float) -> float:
 
 
 #: What a checkout asks of its pool's I/O, and the pool's answer (see
-#: :meth:`CheckoutPolicy._checkout_steps`): ``("get", None, timeout)``, answered with a
+#: ``CheckoutPolicy._checkout_steps()``): ``("get", None, timeout)``, answered with a
 #: connection from psycopg_pool, or ``None`` for its ``PoolTimeout``; ``("ping", conn,
 #: timeout)``, answered with whether the connection answered a round trip in time;
 #: ``("discard", conn, 0.0)``, closing the connection and giving it back (answer ``None``).
@@ -244,8 +245,8 @@ Step = tuple[str, Any, float]
 class CheckoutPolicy:
     """The state and the decisions of a pool's checkouts, shared by both pools.
 
-    A base of :class:`~pip_postgres.PostgresPool` and :class:`~pip_postgres.AsyncPostgresPool`;
-    ``_init_policy()`` takes:
+    A base of :class:`~pip_postgres.pool.PostgresPool` and
+    :class:`~pip_postgres.pool_async.AsyncPostgresPool`; ``_init_policy()`` takes:
 
     :param validation_bypass: seconds since its return within which a connection is handed
         out without a validation round trip; 0 validates at every checkout.
@@ -255,6 +256,11 @@ class CheckoutPolicy:
     :param reset_session: ``auto``, ``always`` or ``never``.
     :raises ValueError: ``reset_session`` is none of the modes.
     """
+
+    #: When the end of a checkout resets the session with ``RESET ALL``: ``auto`` (if a
+    #: statement looked like it changed a setting), ``always`` (if any statement ran) or
+    #: ``never``; from ``options.reset_session``.
+    reset_session: str = "auto"
 
     def _init_policy(
         self,
@@ -276,7 +282,6 @@ class CheckoutPolicy:
             raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
         self._cursor_factory: Any = cursors[reset_session]
         self._autocommit = bool(kwargs.get("autocommit", False))
-        #: When the end of a checkout resets the session: ``auto``, ``always`` or ``never``.
         self.reset_session = reset_session
         self._connect_state = ConnectState()
         self.validation_bypass = validation_bypass

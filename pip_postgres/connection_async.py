@@ -1,7 +1,8 @@
 """The :class:`AsyncPostgresConnection` component, for asyncio applications.
 
 The same configuration, resolver, discovery and credential stores, the same guarantees; the
-pool is a :class:`psycopg_pool.AsyncConnectionPool` (:class:`~pip_postgres.AsyncPostgresPool`).
+pool is a :class:`psycopg_pool.AsyncConnectionPool`
+(:class:`~pip_postgres.pool_async.AsyncPostgresPool`).
 """
 
 from __future__ import annotations

@@ -232,11 +232,12 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         """End a checkout's transaction, and reset the session if it needs it, in one round trip.
 
         The transaction is committed if ``success``, else rolled back. ``RESET ALL`` follows
-        when :attr:`reset_session` asks for it: ``auto``, if a statement of the checkout looked
-        like it changed a setting; ``always``, if any statement ran; ``never``. In a
-        transaction it travels with the COMMIT or ROLLBACK, as one query; outside one (in
-        autocommit mode) it costs a round trip of its own. :meth:`putconn` calls it with
-        ``success`` false, so that a connection given back in a transaction is rolled back.
+        when :attr:`~pip_postgres.checkout.CheckoutPolicy.reset_session` asks for it:
+        ``auto``, if a statement of the checkout looked like it changed a setting; ``always``,
+        if any statement ran; ``never``. In a transaction it travels with the COMMIT or
+        ROLLBACK, as one query; outside one (in autocommit mode) it costs a round trip of its
+        own. :meth:`putconn` calls it with ``success`` false, so that a connection given back
+        in a transaction is rolled back.
 
         :param conn: a connection checked out of this pool.
         :param success: commit (rather than roll back) an open transaction.

@@ -1,7 +1,7 @@
 """The pool behind :class:`~pip_postgres.AsyncPostgresConnection`.
 
 :class:`AsyncPostgresPool` is a :class:`psycopg_pool.AsyncConnectionPool` with everything
-:class:`~pip_postgres.PostgresPool` adds to a checkout: validation with a bypass window,
+:class:`~pip_postgres.pool.PostgresPool` adds to a checkout: validation with a bypass window,
 replacement of connections past their lifetime, session reset, attribute restore, leak
 detection, a bounded :meth:`AsyncPostgresPool.shutdown`, and idle connections served last in,
 first out. The decisions are the sync pool's own (:mod:`pip_postgres.checkout`); only the
@@ -108,7 +108,7 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
 class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnection]):
     """A :class:`psycopg_pool.AsyncConnectionPool` with checkout validation and leak detection.
 
-    The parameters are those of :class:`~pip_postgres.PostgresPool`; ``on_leak`` is called
+    The parameters are those of :class:`~pip_postgres.pool.PostgresPool`; ``on_leak`` is called
     from a task of the pool's event loop. Open it with ``await pool.open()``: an
     ``AsyncConnectionPool`` is never opened by its constructor.
 
@@ -118,7 +118,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         out without a validation round trip; 0 validates at every checkout.
     :param leak_threshold: seconds after which a connection still checked out is reported to
         ``on_leak``, once; 0 turns leak detection off (and the stack is not recorded).
-    :param on_leak: called with each :class:`~pip_postgres.Leak`.
+    :param on_leak: called with each :class:`~pip_postgres.pool.Leak`.
     :param reset_session: ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
     :param pool_kwargs: passed on to :class:`psycopg_pool.AsyncConnectionPool`.
     """
@@ -193,7 +193,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     async def finish(self, conn: AsyncPooledConnection, success: bool) -> None:
         """End a checkout's transaction, and reset the session if it needs it.
 
-        As :meth:`pip_postgres.PostgresPool.finish`: commit if ``success`` (else roll back),
+        As :meth:`pip_postgres.pool.PostgresPool.finish`: commit if ``success`` (else roll back),
         with ``RESET ALL`` in the same query when ``reset_session`` asks for it.
 
         :param conn: a connection checked out of this pool.
@@ -226,7 +226,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     async def putconn(self, conn: AsyncPooledConnection) -> None:
         """Return a connection: clean what its holder left, then hand it back.
 
-        As :meth:`pip_postgres.PostgresPool.putconn`. A task cancelled while its connection
+        As :meth:`pip_postgres.pool.PostgresPool.putconn`. A task cancelled while its connection
         is cleaned loses nothing: the connection is closed and given back, and the pool
         replaces it.
 
@@ -259,7 +259,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     def get_stats(self) -> dict[str, int]:
         """The pool's statistics (see :meth:`psycopg_pool.AsyncConnectionPool.get_stats`).
 
-        Plus ours, as :meth:`pip_postgres.PostgresPool.get_stats`.
+        Plus ours, as :meth:`pip_postgres.pool.PostgresPool.get_stats`.
         """
         stats = super().get_stats()
         stats.update(self._counters)
@@ -285,7 +285,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     async def shutdown(self, grace: float) -> int:
         """Close the pool, then cut the connections still checked out after ``grace``.
 
-        As :meth:`pip_postgres.PostgresPool.shutdown`: waiting callers fail at once with
+        As :meth:`pip_postgres.pool.PostgresPool.shutdown`: waiting callers fail at once with
         :class:`psycopg_pool.PoolClosed`; connections returned within ``grace`` seconds are
         closed normally; the queries of those still held are then cancelled and their sockets
         shut down, so their holders get an error at their next use.
