@@ -526,3 +526,50 @@ async def test_factory_creates_the_async_component(pg: Server) -> None:
         assert await scalar(component, "SELECT 7") == 7
     finally:
         await component.close(None)
+
+
+async def test_container_creates_configures_and_references_it(
+    pg: Server, tmp_path: Any, logs: LogCapture
+) -> None:
+    from pip_services4_container.container import Container
+
+    name = app_name()
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(
+        "---\n"
+        '- descriptor: "pip-services:logger:console:default:1.0"\n'
+        '  level: "info"\n'
+        '- descriptor: "pip-services:connection:postgres-async:default:1.0"\n'
+        "  connection:\n"
+        f'    host: "{pg.host}"\n'
+        f'    port: "{pg.port}"\n'
+        f'    database: "{pg.database}"\n'
+        "  credential:\n"
+        f'    username: "{pg.user}"\n'
+        '    password: "{{PG_PASSWORD}}"\n'
+        "  options:\n"
+        "    max_pool_size: 3\n"
+        f'    application_name: "{name}"\n'
+    )
+    container = Container("test", "async container test")
+    container.add_factory(DefaultPostgresFactory())
+    container.read_config_from_file(
+        None, str(config_file), ConfigParams.from_tuples("PG_PASSWORD", pg.password)
+    )
+    container.open(None)
+    try:
+        component = container._references.get_one_required(
+            Descriptor("pip-services", "connection", "postgres-async", "*", "1.0")
+        )
+        assert isinstance(component, AsyncPostgresConnection)
+        assert not component.is_open()  # IOpenable is synchronous: the application opens it
+        await component.open(None)
+        assert await scalar(component, "SELECT current_setting('application_name')") == name
+        assert pool_of(component).max_size == 3
+        await component.close(None)
+        text = logs.text()
+        assert "Connected to PostgreSQL" in text  # through the container's console logger
+        assert pg.password not in text
+    finally:
+        container.close(None)
+    assert backends(pg, name) == []
