@@ -148,6 +148,23 @@ async def test_wrong_password_fails_with_the_servers_reason(pg: Server) -> None:
     assert not component.is_open()
 
 
+async def test_password_never_leaks(pg: Server, logs: LogCapture) -> None:
+    secret = "Wrong-Pass-4711"
+    component = AsyncPostgresConnection()
+    component.configure(base_config(pg, credential__password=secret))
+    component.set_references(logs.references)
+    with pytest.raises(ConnectionException) as caught:
+        await asyncio.wait_for(component.open(None), 30)
+    chain: list[BaseException] = []
+    error: BaseException | None = caught.value
+    while error is not None and len(chain) < 10:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    texts = [str(e) for e in chain] + [str(caught.value.to_json()), logs.text(), repr(component)]
+    assert all(secret not in text for text in texts)
+    assert "password authentication failed" in logs.text()
+
+
 async def test_nothing_listening_fails_fast_and_leaves_nothing(pg: Server) -> None:
     name = app_name()
     component = AsyncPostgresConnection()
@@ -303,6 +320,23 @@ async def test_reset_modes(pg: Server, mode: str) -> None:
             )
         kept = await scalar(component, "SHOW work_mem")
         assert (kept == "9MB") is (mode == "never")
+    finally:
+        await component.close(None)
+
+
+async def test_reset_in_autocommit_mode_and_through_putconn(pg: Server) -> None:
+    component = await opened(pg, max_pool_size=1, autocommit="true")
+    try:
+        async with component.connection() as conn:
+            await conn.execute("SET work_mem = '5MB'")
+        pool = pool_of(component)
+        conn = await pool.getconn()
+        await conn.execute("SET statement_timeout = 4321")
+        await pool.putconn(conn)
+        async with component.connection() as conn:
+            assert conn.autocommit is True
+            assert (await (await conn.execute("SHOW work_mem")).fetchone()) != ("5MB",)
+            assert (await (await conn.execute("SHOW statement_timeout")).fetchone()) == ("0",)
     finally:
         await component.close(None)
 

@@ -143,3 +143,35 @@ async def test_cut_connections_are_replaced_at_checkout_with_no_error(
     pool = component.get_connection()
     assert pool is not None
     assert pool.get_stats()["connections_broken"] >= 1
+
+
+@pytest.mark.timeout(60)
+async def test_task_cancelled_while_validating_loses_no_connection(
+    proxy: FaultProxy, opened: Opener
+) -> None:
+    """A checkout cancelled during its validation round trip (the network swallows it)
+    discards that connection; once the network is back, the pool is whole and serves."""
+    component = await opened(
+        options__connect_timeout=4000,
+        options__validation_bypass=100,
+        options__min_pool_size=2,
+        options__max_pool_size=2,
+        options__shutdown_timeout=2000,
+    )
+    await select_one(component)
+    proxy.blackhole()
+    await asyncio.sleep(0.3)  # idle past validation_bypass: the checkout validates
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(select_one(component), 0.3)  # within the 1 s ping budget
+    pool = component.get_connection()
+    assert pool is not None
+    assert pool.get_stats()["connections_validated"] >= 1
+    assert not pool._in_use
+    proxy.restore()
+    proxy.cut()  # the connections that crossed the blackhole are unusable
+    for _ in range(5):
+        await asyncio.wait_for(select_one(component, timeout=10), 15)
+    # Both connections of the pool are there to be had at once: none was lost.
+    async with component.connection(timeout=10), component.connection(timeout=10):
+        pass
+    assert not pool._in_use
