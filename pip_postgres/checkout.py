@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 
 from psycopg import pq
 from psycopg.rows import tuple_row
@@ -170,7 +170,7 @@ def reset_needed(mode: str, conn: CheckoutMarks) -> bool:
 
 
 def finish_statement(status: int, success: bool, reset: bool) -> str | None:
-    """What ends a checkout, for its transaction ``status``.
+    """What ends a checkout, for its transaction ``status`` (see :func:`reset_needed`).
 
     :return: ``None`` (nothing to do: also for a closed, broken or busy connection, which the
         return to the pool deals with); ``"COMMIT"`` or ``"ROLLBACK"`` (the connection's own
@@ -312,55 +312,60 @@ class CheckoutPolicy:
         """
         return self._connect_state.last_error
 
-    def _needs_vetting(self, conn: CheckoutMarks, now: float, max_lifetime: float) -> bool:
-        """Whether a connection taken from the idle queue is checked before it is handed out.
+    def _ready(self, conn: CheckoutMarks, now: float, depth: int = 3) -> bool:
+        """Whether a connection just taken from the idle queue is handed out as it is.
 
-        It is if it was returned longer ago than the bypass window, or before a connection was
-        found broken, or if it is past its lifetime.
+        It is if it was returned within the bypass window, not before a connection was found
+        broken, and is not past its lifetime; it is then stamped as checked out. Else it is
+        validated (or replaced) first: see :meth:`_checkout_steps`.
+
+        :param depth: how many frames of the stack, from :meth:`_checked_out`'s, are the
+            pool's own (left out of the checkout stack kept for leak reports).
         """
         returned = conn.returned_at
-        return not (
+        pool: Any = self
+        if (
             now - returned <= self.validation_bypass
             and returned >= self._suspect_before
-            and now - conn.created_at < max_lifetime
-        )
+            and now - conn.created_at < pool.max_lifetime
+        ):
+            self._checked_out(conn, now, depth)
+            return True
+        return False
 
-    def _checkout_steps(self, timeout: float | None) -> Generator[Step, Any, Any]:
-        """One checkout, written once for both pools: its I/O is yielded as :data:`Step`.
+    def _checkout_steps(
+        self, conn: CheckoutMarks, start: float, wait: float
+    ) -> Generator[Step, Any, Any]:
+        """The rest of a checkout whose connection was not :meth:`_ready`, for both pools.
 
-        A connection idle past the bypass window (or suspect) is validated, one past its
-        lifetime is discarded, and the next one is taken, until ``timeout`` seconds (default
-        the pool's ``timeout``) have passed.
+        Written once, its I/O yielded as :data:`Step`. A connection past its lifetime is
+        discarded, one idle past the bypass window (or suspect) is validated, and a discarded
+        one is replaced by the next one taken, until ``wait`` seconds from ``start`` have
+        passed.
 
         :return: (as ``StopIteration.value``) the connection to hand out.
         :raises CheckoutTimeout: no working connection could be had in time.
         """
-        pool: Any = self
-        wait: float = pool.timeout if timeout is None else timeout
-        max_lifetime: float = pool.max_lifetime
-        start = monotonic()
-        remaining = wait
+        max_lifetime: float = cast(Any, self).max_lifetime
         broken = 0
         while True:
-            conn = yield ("get", None, remaining)
+            now = monotonic()
+            if self._ready(conn, now, 4):
+                return conn
+            if expired(conn, now, max_lifetime):
+                problem = "connections_expired"
+            else:
+                self._counters["connections_validated"] += 1
+                if (yield ("ping", conn, ping_timeout(wait, start + wait - now))):
+                    self._checked_out(conn, now, 3)
+                    return conn
+                problem = "connections_broken"
+            self._discarded(problem)
+            broken += problem == "connections_broken"
+            yield ("discard", conn, 0.0)
+            conn = yield ("get", None, start + wait - monotonic())
             if conn is None:
                 raise self._timeout_error(wait, broken)
-            now = monotonic()
-            if self._needs_vetting(conn, now, max_lifetime):
-                if expired(conn, now, max_lifetime):
-                    problem = "connections_expired"
-                else:
-                    self._counters["connections_validated"] += 1
-                    alive = yield ("ping", conn, ping_timeout(wait, start + wait - now))
-                    problem = "" if alive else "connections_broken"
-                if problem:
-                    self._discarded(problem)
-                    broken += problem == "connections_broken"
-                    yield ("discard", conn, 0.0)
-                    remaining = start + wait - monotonic()
-                    continue
-            self._checked_out(conn, now)
-            return conn
 
     def _discarded(self, problem: str) -> None:
         """Count a connection discarded at checkout; a broken one makes the others suspect."""
@@ -368,24 +373,43 @@ class CheckoutPolicy:
         if problem == "connections_broken":
             self._suspect_before = monotonic()
 
-    def _checked_out(self, conn: CheckoutMarks, now: float) -> None:
-        """Stamp a connection handed out."""
+    def _checked_out(self, conn: CheckoutMarks, now: float, depth: int) -> None:
+        """Stamp a connection handed out.
+
+        :param depth: how many frames of the stack, from this one, are the pool's own.
+        """
         conn.checked_out_at = now
         conn.used = conn.session_changed = False
         self._in_use[id(conn)] = conn
         if self.leak_threshold > 0:
-            # Without this frame, the checkout's steps and the pool's getconn().
-            conn.checkout_stack = traceback.format_stack()[:-3]
+            conn.checkout_stack = traceback.format_stack()[:-depth]
             conn.leak_reported = False
 
-    def _given_back(self, conn: CheckoutMarks, broken: bool) -> None:
-        """Stamp a connection given back; a broken one makes the idle ones suspect."""
+    def _given_back(self, conn: Any) -> bool:
+        """Stamp a connection given back, and say whether it needs cleaning.
+
+        A broken or closed one makes the idle ones suspect, and needs nothing. One needs
+        cleaning if it is in a transaction (or busy), ran something the reset mode resets
+        after, or had an attribute, its row factory or its cursor class changed.
+        """
         self._in_use.pop(id(conn), None)
         if conn.checkout_stack is not None:
             conn.checkout_stack = None
         conn.returned_at = now = monotonic()
-        if broken:
+        if conn.broken or conn.closed:
             self._suspect_before = now
+            return False
+        return (
+            conn.pgconn.transaction_status != IDLE
+            or conn.used
+            or conn.session_changed
+            or conn.autocommit is not self._autocommit
+            or conn.isolation_level is not None
+            or conn.read_only is not None
+            or conn.deferrable is not None
+            or conn.row_factory is not tuple_row
+            or conn.cursor_factory is not self._cursor_factory
+        )
 
     def _scan_leaks(self: Any, now: float) -> list[Leak]:
         """Mark, count and return the held connections newly past the leak threshold."""

@@ -208,13 +208,21 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :raises CheckoutTimeout: no working connection could be had in time.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
-        steps, reply = self._checkout_steps(timeout), None
+        wait = self.timeout if timeout is None else timeout
+        start = monotonic()
+        try:
+            conn = super().getconn(wait)
+        except PoolTimeout:
+            raise self._timeout_error(wait, 0) from None
+        if self._ready(conn, monotonic()):
+            return conn
+        steps, reply = self._checkout_steps(conn, start, wait), None
         try:
             while True:
                 reply = self._step(*steps.send(reply))
         except StopIteration as done:
-            handed_out: PooledConnection = done.value
-            return handed_out
+            vetted: PooledConnection = done.value
+            return vetted
 
     def _step(self, step: str, conn: Any, seconds: float) -> Any:
         """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
@@ -281,9 +289,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
 
         :param conn: a connection checked out of this pool.
         """
-        broken = conn.broken or conn.closed
-        self._given_back(conn, broken)
-        if not broken:
+        if self._given_back(conn):
             self._restore(conn)
         super().putconn(conn)
 

@@ -167,13 +167,21 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         :raises CheckoutTimeout: no working connection could be had in time.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
-        steps, reply = self._checkout_steps(timeout), None
+        wait = self.timeout if timeout is None else timeout
+        start = monotonic()
+        try:
+            conn = await super().getconn(wait)
+        except PoolTimeout:
+            raise self._timeout_error(wait, 0) from None
+        if self._ready(conn, monotonic()):
+            return conn
+        steps, reply = self._checkout_steps(conn, start, wait), None
         try:
             while True:
                 reply = await self._step(*steps.send(reply))
         except StopIteration as done:
-            handed_out: AsyncPooledConnection = done.value
-            return handed_out
+            vetted: AsyncPooledConnection = done.value
+            return vetted
 
     async def _step(self, step: str, conn: Any, seconds: float) -> Any:
         """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
@@ -232,9 +240,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
 
         :param conn: a connection checked out of this pool.
         """
-        broken = conn.broken or conn.closed
-        self._given_back(conn, broken)
-        if not broken:
+        if self._given_back(conn):
             try:
                 await self._restore(conn)
             except BaseException:
