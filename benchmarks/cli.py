@@ -21,6 +21,7 @@ from pathlib import Path
 from pip_postgres.embedded import EmbeddedPostgres
 
 from . import report
+from .aio import a2
 from .latency import delaying_proxy
 from .memory import memory
 from .persistence import p1
@@ -46,6 +47,8 @@ PLACED: list[tuple[str, Callable[[Target, Settings, Log], Table], tuple[str, ...
     ("W6", w6, ("unpinned", "pinned", "latency")),
     # Our persistence classes against the published ones, in the placements a deployment has.
     ("P1", p1, ("unpinned", "latency")),
+    # asyncio: 64 tasks on a pool of 8; over the proxy it would measure the proxy's threads.
+    ("A2", a2, ("unpinned", "pinned")),
 ]
 #: Workloads run once, in the first placement (W5 restarts the server).
 ONCE = ("W4", "W5", "memory")

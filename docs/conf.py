@@ -71,6 +71,8 @@ nitpick_ignore_regex = [
     # psycopg2's classes (a base of Psycopg2CompatError when psycopg2 is installed): their
     # documentation has no inventory we ship.
     (r"py:(class|exc)", r"psycopg2\..+"),
+    (r"py:class", r"pip_postgres\.connection\._Held|pip_postgres\.connection\._PostgresComponent"),
+    (r"py:class", r"pip_postgres\.connection\._[PC]"),
     # The type variables of the persistence classes (the item and its id).
     (r"py:(class|obj)", r"pip_postgres\.persistence\.[TK]"),
 ]

@@ -12,6 +12,7 @@ from .config import (
     PostgresOptions,
 )
 from .connection import PostgresConnection
+from .connection_async import AsyncPostgresConnection
 from .factory import DefaultPostgresFactory
 from .persistence import (
     IdentifiableJsonPostgresPersistence,
@@ -19,11 +20,15 @@ from .persistence import (
     PostgresPersistence,
 )
 from .pool import CheckoutTimeout, Leak, PooledConnection, PostgresPool, Psycopg2CompatError
+from .pool_async import AsyncPooledConnection, AsyncPostgresPool
 from .resolver import CredentialStore, Discovery, PostgresConnectionResolver
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_MS",
     "DEFAULT_PORT",
+    "AsyncPooledConnection",
+    "AsyncPostgresConnection",
+    "AsyncPostgresPool",
     "CheckoutTimeout",
     "CredentialStore",
     "DefaultPostgresFactory",

@@ -9,7 +9,7 @@ import os
 import threading
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from pip_services4_commons.errors import ConnectionException, InvalidStateException
@@ -27,16 +27,34 @@ from .resolver import PostgresConnectionResolver
 
 __all__ = ["PostgresConnection"]
 
+_P = TypeVar("_P")
+_C = TypeVar("_C")
 
-class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
-    """Context manager for one checkout: see :meth:`PostgresConnection.connection`."""
+
+class _Held(Generic[_P, _C]):
+    """One checkout's pool, timeout and connection (the sync and async context managers)."""
 
     __slots__ = ("_conn", "_pool", "_timeout")
 
-    def __init__(self, pool: PostgresPool, timeout: float | None) -> None:
+    def __init__(self, pool: _P, timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._conn: PooledConnection | None = None
+        self._conn: _C | None = None
+
+    def _take(self) -> _C:
+        """The connection checked out, which the checkout no longer holds."""
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        return conn
+
+
+class _Checkout(
+    _Held[PostgresPool, PooledConnection], AbstractContextManager[psycopg.Connection[Any]]
+):
+    """Context manager for one checkout: see :meth:`PostgresConnection.connection`."""
+
+    __slots__ = ()
 
     def __enter__(self) -> psycopg.Connection[Any]:
         self._conn = self._pool.getconn(self._timeout)
@@ -48,9 +66,7 @@ class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        conn = self._conn
-        assert conn is not None
-        self._conn = None
+        conn = self._take()
         try:
             self._pool.finish(conn, exc_type is None)
         except BaseException:
@@ -62,7 +78,146 @@ class _Checkout(AbstractContextManager[psycopg.Connection[Any]]):
             self._pool.putconn(conn)
 
 
-class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
+class _PostgresComponent:
+    """The part of a component that does no I/O, shared by the sync and async components.
+
+    Configuration, references, the failed-connection error, the pool's arguments, the log
+    lines and the ``repr``: :class:`PostgresConnection` and
+    :class:`~pip_postgres.AsyncPostgresConnection` differ only in how they wait.
+    """
+
+    def __init__(self) -> None:
+        #: The logger.
+        self._logger: CompositeLogger = CompositeLogger()
+        #: The connection resolver.
+        self._connection_resolver: PostgresConnectionResolver = PostgresConnectionResolver()
+        #: The ``options`` section as configured.
+        self._options: ConfigParams = ConfigParams()
+        #: The ``options`` section, parsed.
+        self._pool_options: PostgresOptions = PostgresOptions()
+        #: The database name, as the server reported it at :meth:`open`.
+        self._database_name: str | None = None
+        self._config: PostgresConfig | None = None
+
+    def configure(self, config: ConfigParams) -> None:
+        """Configure the component; takes effect at the next :meth:`open`.
+
+        :param config: configuration parameters, see the class description.
+        :raises ConfigException: a value is missing, malformed or out of range; the message
+            names the key.
+        """
+        options = config.get_section("options")
+        pool_options = PostgresOptions.from_config(options)
+        self._connection_resolver.configure(config)
+        self._options, self._pool_options = options, pool_options
+
+    def set_references(self, references: IReferences) -> None:
+        """Set references to loggers, discovery services and credential stores.
+
+        :param references: references to locate the component dependencies.
+        """
+        self._logger.set_references(references)
+        self._connection_resolver.set_references(references)
+
+    def _connect_failed(
+        self, context: IContext | None, config: PostgresConfig, error: Exception
+    ) -> ConnectionException:
+        """The exception for a failed connection; the caller raises it outside any handler.
+
+        Its message, ``cause`` and ``stack_trace`` never hold a secret. The driver's exception
+        is its ``__cause__`` and ``cause`` if nothing in that exception's chain shows a
+        secret; otherwise only the redacted reason is kept.
+        """
+        secrets = config.secrets()
+        reason = redact(str(error).strip() or type(error).__name__, secrets)
+        if isinstance(error, UnicodeError):
+            reason = (
+                f"the resolver refused a host name of connection.host or connection.uri "
+                f"({reason})"
+            )
+        message = f"Could not connect to PostgreSQL at {config.describe()}: {reason}"
+        exception = ConnectionException(
+            ContextResolver.get_trace_id(context), "CONNECT_FAILED", message
+        )
+        if shows_secret(error, secrets):
+            exception.with_cause(Exception(reason))
+        else:
+            exception.with_cause(error)
+            exception.__cause__ = error
+        self._logger.error(context, exception, "Failed to open PostgreSQL connection")
+        return exception
+
+    def _pool_arguments(self, config: PostgresConfig, context: IContext | None) -> dict[str, Any]:
+        """The keyword arguments of the pool (after ``conninfo``), from the options."""
+        options = config.options
+
+        def on_leak(leak: Leak) -> None:
+            # The stack shows source lines of the caller's code, which might quote a secret.
+            stack = redact(leak.stack, config.secrets())
+            self._logger.warn(
+                context,
+                "Connection leak suspected: a connection of pool %s has been checked out "
+                "for %.1f s and not returned. It was checked out at:\n%s",
+                leak.pool,
+                leak.held,
+                stack,
+            )
+
+        return dict(
+            kwargs=config.connect_kwargs(),
+            validation_bypass=options.validation_bypass,
+            leak_threshold=options.leak_detection_threshold,
+            on_leak=on_leak,
+            reset_session=options.reset_session,
+            idle_order=options.idle_order,
+            min_size=options.min_pool_size,
+            max_size=options.max_pool_size,
+            timeout=options.connect_timeout,
+            max_idle=options.idle_timeout,
+            max_lifetime=options.max_lifetime,
+            max_waiting=options.max_waiting,
+            reconnect_timeout=options.reconnect_timeout,
+            name=f"pip_postgres-{config.describe()}",
+        )
+
+    def get_database_name(self) -> str | None:
+        """Get the database name, as the server reported it when the component opened.
+
+        :return: the database name, or ``None`` before the first :meth:`open`.
+        """
+        return self._database_name
+
+    def _log_opened(self, context: IContext | None, config: PostgresConfig) -> None:
+        self._logger.info(
+            context,
+            "Connected to PostgreSQL %s as %s (pool %s..%s)",
+            config.describe(),
+            config.username or "the default user",
+            config.options.min_pool_size,
+            config.options.max_pool_size,
+        )
+
+    def _log_closed(self, context: IContext | None, config: PostgresConfig, cut: int) -> None:
+        if cut:
+            self._logger.warn(
+                context,
+                "Cut %s connections still checked out %.1f s after close() of %s",
+                cut,
+                config.options.shutdown_timeout,
+                config.describe(),
+            )
+        self._logger.info(context, "Disconnected from PostgreSQL %s", config.describe())
+
+    def is_open(self) -> bool:
+        """Check whether the component is open."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        state = f"open {self._config.describe()}" if self.is_open() and self._config else "closed"
+        return f"<{type(self).__name__} {state}>"
+
+
+class PostgresConnection(_PostgresComponent, IReferenceable, IConfigurable, IOpenable):
     """PostgreSQL connection pool shared by the components of a service.
 
     By defining a connection and sharing it through several persistence components, a service
@@ -107,43 +262,13 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
     """
 
     def __init__(self) -> None:
-        #: The logger.
-        self._logger: CompositeLogger = CompositeLogger()
-        #: The connection resolver.
-        self._connection_resolver: PostgresConnectionResolver = PostgresConnectionResolver()
-        #: The ``options`` section as configured.
-        self._options: ConfigParams = ConfigParams()
-        #: The ``options`` section, parsed.
-        self._pool_options: PostgresOptions = PostgresOptions()
+        super().__init__()
         #: The pool, a :class:`psycopg_pool.ConnectionPool`; ``None`` while closed.
         self._connection: PostgresPool | None = None
-        #: The database name, as the server reported it at :meth:`open`.
-        self._database_name: str | None = None
-        self._config: PostgresConfig | None = None
         #: Whether this is a forked child of the process that opened the component, and has
         #: not made its own pool yet (see :meth:`after_fork_in_child`).
         self._forked = False
         self._lock = threading.Lock()
-
-    def configure(self, config: ConfigParams) -> None:
-        """Configure the component; takes effect at the next :meth:`open`.
-
-        :param config: configuration parameters, see the class description.
-        :raises ConfigException: a value is missing, malformed or out of range; the message
-            names the key.
-        """
-        options = config.get_section("options")
-        pool_options = PostgresOptions.from_config(options)
-        self._connection_resolver.configure(config)
-        self._options, self._pool_options = options, pool_options
-
-    def set_references(self, references: IReferences) -> None:
-        """Set references to loggers, discovery services and credential stores.
-
-        :param references: references to locate the component dependencies.
-        """
-        self._logger.set_references(references)
-        self._connection_resolver.set_references(references)
 
     def is_open(self) -> bool:
         """Check whether the component is open.
@@ -175,14 +300,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             self._connection, self._config = self._start(context, config), config
             self._forked = False
             fork.watch(self)
-        self._logger.info(
-            context,
-            "Connected to PostgreSQL %s as %s (pool %s..%s)",
-            config.describe(),
-            config.username or "the default user",
-            config.options.min_pool_size,
-            config.options.max_pool_size,
-        )
+        self._log_opened(context, config)
 
     def _probe(self, context: IContext | None, config: PostgresConfig) -> str:
         failure: Exception
@@ -208,65 +326,11 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             failure = error
         raise self._connect_failed(context, config, failure)
 
-    def _connect_failed(
-        self, context: IContext | None, config: PostgresConfig, error: Exception
-    ) -> ConnectionException:
-        """The exception for a failed connection; the caller raises it outside any handler.
-
-        Its message, ``cause`` and ``stack_trace`` never hold a secret. The driver's exception
-        is its ``__cause__`` and ``cause`` if nothing in that exception's chain shows a
-        secret; otherwise only the redacted reason is kept.
-        """
-        secrets = config.secrets()
-        reason = redact(str(error).strip() or type(error).__name__, secrets)
-        if isinstance(error, UnicodeError):
-            reason = (
-                f"the resolver refused a host name of connection.host or connection.uri ({reason})"
-            )
-        message = f"Could not connect to PostgreSQL at {config.describe()}: {reason}"
-        exception = ConnectionException(
-            ContextResolver.get_trace_id(context), "CONNECT_FAILED", message
-        )
-        if shows_secret(error, secrets):
-            exception.with_cause(Exception(reason))
-        else:
-            exception.with_cause(error)
-            exception.__cause__ = error
-        self._logger.error(context, exception, "Failed to open PostgreSQL connection")
-        return exception
-
     def _create_pool(self, config: PostgresConfig, context: IContext | None) -> PostgresPool:
-        options = config.options
-
-        def on_leak(leak: Leak) -> None:
-            # The stack shows source lines of the caller's code, which might quote a secret.
-            stack = redact(leak.stack, config.secrets())
-            self._logger.warn(
-                context,
-                "Connection leak suspected: a connection of pool %s has been checked out "
-                "for %.1f s and not returned. It was checked out at:\n%s",
-                leak.pool,
-                leak.held,
-                stack,
-            )
-
         return PostgresPool(
             config.conninfo(),
-            kwargs=config.connect_kwargs(),
-            validation_bypass=options.validation_bypass,
-            leak_threshold=options.leak_detection_threshold,
-            on_leak=on_leak,
-            reset_session=options.reset_session,
-            idle_order=options.idle_order,
-            psycopg2_compat=options.psycopg2_compat,
-            min_size=options.min_pool_size,
-            max_size=options.max_pool_size,
-            timeout=options.connect_timeout,
-            max_idle=options.idle_timeout,
-            max_lifetime=options.max_lifetime,
-            max_waiting=options.max_waiting,
-            reconnect_timeout=options.reconnect_timeout,
-            name=f"pip_postgres-{config.describe()}",
+            psycopg2_compat=config.options.psycopg2_compat,
+            **self._pool_arguments(config, context),
         )
 
     def close(self, context: IContext | None) -> None:
@@ -286,15 +350,7 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
             if pool is None or config is None:
                 return
             cut = pool.shutdown(config.options.shutdown_timeout)
-        if cut:
-            self._logger.warn(
-                context,
-                "Cut %s connections still checked out %.1f s after close() of %s",
-                cut,
-                config.options.shutdown_timeout,
-                config.describe(),
-            )
-        self._logger.info(context, "Disconnected from PostgreSQL %s", config.describe())
+        self._log_closed(context, config, cut)
 
     def get_connection(self) -> PostgresPool | None:
         """Get the shared pool, as the Pip.Services persistence components expect.
@@ -342,13 +398,6 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
                 )
             return self._connection
 
-    def get_database_name(self) -> str | None:
-        """Get the database name, as the server reported it when the component opened.
-
-        :return: the database name, or ``None`` before the first :meth:`open`.
-        """
-        return self._database_name
-
     def connection(
         self, timeout: float | None = None
     ) -> AbstractContextManager[psycopg.Connection[Any]]:
@@ -373,7 +422,3 @@ class PostgresConnection(IReferenceable, IConfigurable, IOpenable):
                 None, "NOT_OPENED", "PostgresConnection is not open: call open() first"
             )
         return _Checkout(pool, timeout)
-
-    def __repr__(self) -> str:
-        state = f"open {self._config.describe()}" if self.is_open() and self._config else "closed"
-        return f"<PostgresConnection {state}>"

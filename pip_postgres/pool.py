@@ -5,8 +5,7 @@ service needs of its checkouts:
 
 - validation at checkout, skipped for connections returned within a short bypass window
   (HikariCP's idea: a connection used a moment ago is almost surely alive, and a round trip
-  per checkout is a high price for that certainty) unless what costs no round trip (its
-  state, a zero-timeout poll of its socket) shows that something happened to it;
+  per checkout is a high price for that certainty);
 - replacement at checkout of connections past their lifetime;
 - restoring, at return, the connection attributes a caller may have changed (``autocommit``,
   ``isolation_level``, ``read_only``, ``deferrable``);
@@ -15,11 +14,7 @@ service needs of its checkouts:
 - a bounded :meth:`PostgresPool.shutdown` that cuts connections still held after a grace time.
 
 It is still a ``ConnectionPool``: code that calls ``getconn()``/``putconn()`` or
-``connection()`` on it gets all of the above. It also speaks psycopg2-pool's API (keyed
-``getconn(key)``, ``putconn(conn, key, close)``, ``closeall()``, ``minconn``/``maxconn``), its
-connections end a ``with conn:`` block as psycopg2's did (without closing), and
-``psycopg2_compat`` makes a fetch without a result raise an error psycopg2 code catches: code
-written for psycopg2's pool runs on it unchanged.
+``connection()`` on it gets all of the above.
 """
 
 from __future__ import annotations
@@ -29,21 +24,30 @@ import select
 import socket
 import threading
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from psycopg import pq
-from psycopg.rows import TupleRow, tuple_row
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import checkout
+from .checkout import ACTIVE as _ACTIVE
+from .checkout import IDLE as _IDLE
+from .checkout import (
+    CheckoutMarks,
+    CheckoutPolicy,
+    CheckoutTimeout,
+    Leak,
+    bypass_applies,
+    idle_and_intact,
+    socket_has_news,
+)
+from .checkout import changes_session as _changes_session  # noqa: F401 (its old home)
 from .fork import release
-from .redaction import SECRET_PARAMS, redact
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -55,22 +59,10 @@ __all__ = [
     "PostgresPool",
     "Psycopg2CompatError",
     "bypass_applies",
+    "cursor_class",
     "idle_and_intact",
     "socket_has_news",
 ]
-
-#: The least and the most time given to a validation round trip, in seconds. Within these
-#: bounds it gets a quarter of the checkout's timeout (and no more than is left of it), so
-#: that a connection that does not answer (its network path silently dropped) leaves the
-#: checkout time to get another one.
-_MIN_PING_TIMEOUT = 0.05
-_MAX_PING_TIMEOUT = 2.0
-
-_IDLE = pq.TransactionStatus.IDLE
-_ACTIVE = pq.TransactionStatus.ACTIVE
-_INTRANS = pq.TransactionStatus.INTRANS
-_INERROR = pq.TransactionStatus.INERROR
-_CONN_OK = pq.ConnStatus.OK
 
 try:  # psycopg2 is optional: only options.psycopg2_compat looks for it
     from psycopg2 import ProgrammingError as _Psycopg2ProgrammingError
@@ -78,70 +70,6 @@ except ImportError:  # pragma: no cover - psycopg2 is installed with the test ex
     _COMPAT_BASES: tuple[type[Exception], ...] = (psycopg.ProgrammingError,)
 else:
     _COMPAT_BASES = (psycopg.ProgrammingError, _Psycopg2ProgrammingError)
-
-
-class CheckoutTimeout(PoolTimeout):
-    """No connection became free within the checkout timeout.
-
-    A :class:`psycopg_pool.PoolTimeout`, so code that catches psycopg_pool's error keeps
-    working; its message names the pool size, the wait, and the last connection error.
-    """
-
-
-@dataclass(frozen=True)
-class Leak:
-    """A connection held longer than the leak detection threshold."""
-
-    #: The pool's name.
-    pool: str
-    #: How long the connection had been checked out when it was reported, in seconds.
-    held: float
-    #: Where it was checked out: the formatted stack of the checkout.
-    stack: str
-
-
-class _ConnectState:
-    """What the pool's connections tell it when they connect (shared, one per pool)."""
-
-    def __init__(self) -> None:
-        self.last_error: str | None = None
-
-    def __repr__(self) -> str:
-        return "<pool connect state>"
-
-
-def _changes_session(query: object) -> bool:
-    """Whether ``query`` looks like it changes a session setting.
-
-    It does if one of its statements starts with ``SET`` or ``RESET`` (the first one, or one
-    after a semicolon), or if it calls ``set_config()``. A composed query
-    (:mod:`psycopg.sql`) is not looked at: its command status tells, after it ran. The screen
-    costs a lowercase copy of the text and a substring search, so it stays cheap for long
-    queries; a false positive costs one ``RESET ALL``, nothing more.
-    """
-    if isinstance(query, bytes):
-        query = query.decode("latin-1")  # the keywords are ASCII; never fails
-    elif not isinstance(query, str):
-        return False
-    text = query.lower()
-    if "set" not in text:  # "reset" and "set_config" contain it too
-        return False
-    if _starts_with_set(text) or "set_config" in text:
-        return True
-    return ";" in text and any(_starts_with_set(part) for part in text.split(";")[1:])
-
-
-def _starts_with_set(statement: str) -> bool:
-    """Whether a lowercase statement starts with the word ``set`` or ``reset``."""
-    statement = statement.lstrip()
-    for word in ("set", "reset"):
-        if statement.startswith(word):
-            after = statement[len(word) : len(word) + 1]
-            return not (after.isalnum() or after == "_")
-    return False
-
-
-_SESSION_STATUS = (b"SET", b"RESET")
 
 
 class _UsageCursor(psycopg.Cursor[TupleRow]):
@@ -179,24 +107,16 @@ class _TrackingCursor(psycopg.Cursor[TupleRow]):
     def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
         conn: PooledConnection = self._conn  # type: ignore[assignment]
-        conn.used = True
-        if conn.session_changed:
+        if not checkout.track_before(conn, query):
             return super().execute(query, *args, **kwargs)
-        if _changes_session(query):
-            conn.session_changed = True
         try:
             return super().execute(query, *args, **kwargs)
         finally:
-            result = self.pgresult
-            if result is not None and result.command_status in _SESSION_STATUS:
-                conn.session_changed = True
+            checkout.track_after(conn, self.pgresult)
 
     def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
         """Execute a statement many times: see :meth:`psycopg.Cursor.executemany`."""
-        conn: PooledConnection = self._conn  # type: ignore[assignment]
-        conn.used = True
-        if _changes_session(query):
-            conn.session_changed = True
+        checkout.track_before(self._conn, query)  # type: ignore[arg-type]
         super().executemany(query, *args, **kwargs)
 
 
@@ -286,86 +206,10 @@ def cursor_class(reset_session: str, psycopg2_compat: bool) -> type[psycopg.Curs
     return classes[reset_session]
 
 
-def bypass_applies(
-    now: float,
-    returned_at: float,
-    created_at: float,
-    *,
-    bypass: float,
-    suspect_before: float,
-    max_lifetime: float,
-) -> bool:
-    """Whether an idle connection is recent enough to skip the validation round trip.
-
-    All times are ``time.monotonic()`` seconds. It is if it was returned at most ``bypass``
-    seconds ago, not before ``suspect_before`` (when another connection was found broken),
-    and it is younger than ``max_lifetime``. The connection must still pass
-    :func:`idle_and_intact` and :func:`socket_has_news`.
-    """
-    return (
-        now - returned_at <= bypass
-        and returned_at >= suspect_before
-        and now - created_at < max_lifetime
-    )
-
-
-def idle_and_intact(closed: bool, broken: bool, status: int, transaction: int) -> bool:
-    """Whether a connection's own state (no round trip) lets it be handed out unvalidated.
-
-    :param closed: ``conn.closed``: someone closed it (a caller, after giving it back).
-    :param broken: ``conn.broken``: psycopg saw it fail.
-    :param status: ``conn.pgconn.status``: libpq's view; ``OK`` only.
-    :param transaction: ``conn.pgconn.transaction_status``: ``IDLE`` only.
-    """
-    return not closed and not broken and status == _CONN_OK and transaction == _IDLE
-
-
-def socket_has_news(fd: int) -> bool:
-    """Whether an idle connection's socket has something to read, or hung up or failed.
-
-    A zero-timeout poll (about a microsecond, no round trip). An idle session is sent nothing
-    unless the server has something to say: a termination notice (``pg_terminate_backend()``,
-    a shutdown or restart, ``idle_session_timeout``), an end of file, or an asynchronous
-    notice or notification. Any of these sends the connection to a validation round trip.
-    """
-    try:
-        if not hasattr(select, "poll"):  # Windows
-            readable, _, failed = select.select([fd], [], [fd], 0)
-            return bool(readable or failed)
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):  # a closed or invalid descriptor
-        return True
-
-
-class PooledConnection(psycopg.Connection[TupleRow]):
+class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
     """A psycopg connection that knows its age, its last use and its current holder."""
 
-    #: When it was connected (``time.monotonic()``).
-    created_at: float = 0.0
-    #: When it was last returned to the pool, or connected (``time.monotonic()``).
-    returned_at: float = 0.0
-    #: When it was last checked out (``time.monotonic()``).
-    checked_out_at: float = 0.0
     _blocks: dict[int, list[int]]
-    #: The stack of its checkout, kept only while leak detection is on.
-    checkout_stack: list[str] | None = None
-    #: Whether the current checkout was reported as a leak.
-    leak_reported: bool = False
-    #: Whether a statement ran through one of its cursors during the checkout (watched when
-    #: ``reset_session`` is ``auto`` or ``always``; cleared when the checkout ends).
-    used: bool = False
-    #: Whether a statement that looks like it changes a session setting ran during the checkout
-    #: (watched when ``reset_session`` is ``auto``; cleared when the checkout ends).
-    session_changed: bool = False
-    #: Whether it belongs to a :class:`PostgresPool` (set when the pool connects it).
-    pooled: bool = False
-    #: Whether it is checked out now.
-    held: bool = False
-    #: Counts its checkouts and returns: a ``with conn:`` block that sees it changed knows
-    #: that its checkout ended (and that the connection may be another holder's now).
-    checkout_seq: int = 0
 
     def __enter__(self) -> Self:
         """Start a ``with conn:`` block: remember which checkout it belongs to."""
@@ -413,13 +257,12 @@ class PooledConnection(psycopg.Connection[TupleRow]):
         :param kwargs: as :meth:`psycopg.Connection.connect`, plus ``connect_state``, where
             the pool keeps the last connection error.
         """
-        state: _ConnectState | None = kwargs.pop("connect_state", None)
+        state: checkout.ConnectState | None = kwargs.pop("connect_state", None)
         try:
             conn = super().connect(conninfo, **kwargs)
         except psycopg.Error as error:
             if state is not None:
-                secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
-                state.last_error = redact(str(error).strip(), secrets)
+                state.failed(error, kwargs)
             raise
         if state is not None:
             state.last_error = None
@@ -430,21 +273,7 @@ class PooledConnection(psycopg.Connection[TupleRow]):
         return conn
 
 
-class _LastInFirstOut(deque[Any]):
-    """psycopg_pool's queue of idle connections, served last in, first out.
-
-    psycopg_pool takes the connection that has been idle longest (``popleft``). Taking the one
-    returned last instead keeps a few connections busy and warm, and makes the validation
-    bypass window apply more often. psycopg_pool's shrinking after ``max_idle`` also takes
-    from this end: it closes the connection returned last, which costs the next checkout
-    nothing, since any idle connection serves.
-    """
-
-    def popleft(self) -> Any:
-        return self.pop()
-
-
-class PostgresPool(ConnectionPool[PooledConnection]):
+class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
     """A :class:`psycopg_pool.ConnectionPool` with checkout validation and leak detection.
 
     :param conninfo: the libpq connection string.
@@ -466,6 +295,8 @@ class PostgresPool(ConnectionPool[PooledConnection]):
     :param pool_kwargs: passed on to :class:`psycopg_pool.ConnectionPool` (sizes, timeouts).
     """
 
+    _entry_frames = 1  # getconn() calls _checkout()
+
     def __init__(
         self,
         conninfo: str,
@@ -480,63 +311,29 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         open: bool = False,
         **pool_kwargs: Any,
     ) -> None:
-        self._cursor_factory = cursor_class(reset_session, psycopg2_compat)
-        if idle_order not in ("lifo", "fifo"):
-            raise ValueError(f"idle_order must be lifo or fifo, got {idle_order!r}")
-        #: When the end of a checkout resets the session: ``auto``, ``always`` or ``never``
-        #: (see :meth:`finish`).
-        self.reset_session = reset_session
+        kwargs = self._init_policy(
+            kwargs,
+            _COMPAT_CURSORS if psycopg2_compat else _CURSORS,
+            validation_bypass,
+            leak_threshold,
+            on_leak,
+            reset_session,
+            idle_order,
+        )
         #: Whether fetching without a result raises :class:`Psycopg2CompatError`.
         self.psycopg2_compat = psycopg2_compat
-        self._connect_state = _ConnectState()
-        self._autocommit = bool(kwargs.get("autocommit", False))
-        super().__init__(
-            conninfo,
-            connection_class=PooledConnection,
-            kwargs={
-                **kwargs,
-                "connect_state": self._connect_state,
-                "cursor_factory": self._cursor_factory,
-            },
-            open=False,
-            **pool_kwargs,
-        )
-        #: Which idle connection a checkout gets: ``lifo`` or ``fifo``.
-        self.idle_order = idle_order
-        # psycopg_pool keeps its idle connections in this deque (psycopg_pool 3.2 and 3.3; the
-        # test suite checks the order, so that a change there is noticed).
-        if idle_order == "lifo":
-            self._pool = _LastInFirstOut(self._pool)
-        self.validation_bypass = validation_bypass
-        # Connections returned before this moment are validated whatever their bypass window:
-        # one of them was found broken, so the others may have died with it.
-        self._suspect_before = 0.0
-        self.leak_threshold = leak_threshold
-        self._on_leak = on_leak
-        # Connections checked out now, by id: for leak detection and shutdown.
-        self._in_use: dict[int, PooledConnection] = {}
         # psycopg2's keyed checkouts: the connection of each key, and the key of each one.
         self._keyed: dict[Hashable, PooledConnection] = {}
         self._key_of: dict[int, Hashable] = {}
         self._keys_lock = threading.Lock()
+        super().__init__(
+            conninfo, connection_class=PooledConnection, kwargs=kwargs, open=False, **pool_kwargs
+        )
+        self._order_idle()
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._counters = {
-            "connections_validated": 0,
-            "connections_broken": 0,
-            "connections_expired": 0,
-            "leaks_reported": 0,
-        }
         if open:
             self.open()
-
-    @property
-    def last_connect_error(self) -> str | None:
-        """The server's reason for the last failed connection attempt.
-
-        ``None`` if the last attempt succeeded.
-        """
-        return self._connect_state.last_error
 
     def open(self, wait: bool = False, timeout: float = 30.0) -> None:
         """Open the pool, and start the leak watcher if leak detection is on.
@@ -605,76 +402,42 @@ class PostgresPool(ConnectionPool[PooledConnection]):
     def _checkout(self, timeout: float | None) -> PooledConnection:
         wait = self.timeout if timeout is None else timeout
         start = monotonic()
-        remaining = wait
-        broken = 0
-        while True:
-            try:
-                conn = super().getconn(remaining)
-            except PoolTimeout:
-                raise self._timeout_error(wait, broken) from None
-            now = monotonic()
-            pgconn = conn.pgconn
-            if not (
-                bypass_applies(
-                    now,
-                    conn.returned_at,
-                    conn.created_at,
-                    bypass=self.validation_bypass,
-                    suspect_before=self._suspect_before,
-                    max_lifetime=self.max_lifetime,
-                )
-                and idle_and_intact(
-                    conn.closed, conn.broken, pgconn.status, pgconn.transaction_status
-                )
-                and not socket_has_news(pgconn.socket)
-            ):
-                problem = self._vet(conn, now, min(wait / 4, start + wait - now))
-                if problem is not None:
-                    broken += problem == "connections_broken"
-                    remaining = start + wait - monotonic()
-                    continue
-            conn.checked_out_at = now
-            conn.used = conn.session_changed = False
-            conn.held = True
-            conn.checkout_seq += 1
-            self._in_use[id(conn)] = conn
-            if self.leak_threshold > 0:
-                conn.checkout_stack = traceback.format_stack()[:-1]
-                conn.leak_reported = False
+        try:
+            conn = super().getconn(wait)
+        except PoolTimeout:
+            raise self._timeout_error(wait, 0) from None
+        if self._ready(conn, monotonic()):
             return conn
+        steps, reply = self._checkout_steps(conn, start, wait), None
+        try:
+            while True:
+                reply = self._step(*steps.send(reply))
+        except StopIteration as done:
+            vetted: PooledConnection = done.value
+            return vetted
 
-    def _vet(self, conn: PooledConnection, now: float, ping_time: float) -> str | None:
-        """Check a connection that is old, or idle past the bypass window, or suspect.
-
-        :param ping_time: the time the validation round trip may take, in seconds, before the
-            bounds ``_MIN_PING_TIMEOUT`` and ``_MAX_PING_TIMEOUT`` apply.
-        :return: ``None`` if it may be handed out; else the counter of why it was discarded.
-        """
-        if now - conn.created_at >= self.max_lifetime:
-            problem = "connections_expired"
-        elif self._alive(conn, min(max(ping_time, _MIN_PING_TIMEOUT), _MAX_PING_TIMEOUT)):
+    def _step(self, step: str, conn: Any, seconds: float) -> Any:
+        """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
+        if step == "ping":
+            return _ping(conn, seconds)
+        if step == "discard":  # a closed connection given back is replaced in the background
+            conn.close()
+            return super().putconn(conn)
+        try:
+            return super().getconn(seconds)
+        except PoolTimeout:
             return None
-        else:
-            problem = "connections_broken"
-            if conn.broken or not conn.closed:
-                # The server or the network failed it: the others may have failed with it. (A
-                # connection closed by a caller, after it gave it back, says nothing of them.)
-                self._suspect_before = monotonic()
-        self._counters[problem] += 1
-        conn.close()
-        # A closed connection given back is dropped, and a new one is made in the background.
-        super().putconn(conn)
-        return problem
 
     def finish(self, conn: PooledConnection, success: bool) -> None:
         """End a checkout's transaction, and reset the session if it needs it, in one round trip.
 
         The transaction is committed if ``success``, else rolled back. ``RESET ALL`` follows
-        when :attr:`reset_session` asks for it: ``auto``, if a statement of the checkout looked
-        like it changed a setting; ``always``, if any statement ran; ``never``. In a
-        transaction it travels with the COMMIT or ROLLBACK, as one query; outside one (in
-        autocommit mode) it costs a round trip of its own. :meth:`putconn` calls it with
-        ``success`` false, so that a connection given back in a transaction is rolled back.
+        when :attr:`~pip_postgres.checkout.CheckoutPolicy.reset_session` asks for it:
+        ``auto``, if a statement of the checkout looked like it changed a setting; ``always``,
+        if any statement ran; ``never``. In a transaction it travels with the COMMIT or
+        ROLLBACK, as one query; outside one (in autocommit mode) it costs a round trip of its
+        own. :meth:`putconn` calls it with ``success`` false, so that a connection given back
+        in a transaction is rolled back.
 
         :param conn: a connection checked out of this pool.
         :param success: commit (rather than roll back) an open transaction.
@@ -682,28 +445,28 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             an unknown state, and the caller closes it.
         """
         status = conn.pgconn.transaction_status
-        if status != _IDLE and status != _INTRANS and status != _INERROR:
-            return  # closed, broken, or in the middle of an operation: putconn() deals with it
-        commit = success and status == _INTRANS
-        mode = self.reset_session
-        reset = conn.session_changed if mode == "auto" else mode == "always" and conn.used
+        sql = checkout.finish_statement(
+            status, success, checkout.reset_needed(self.reset_session, conn)
+        )
         conn.used = conn.session_changed = False  # what putconn() looks at: nothing left to do
-        if not reset:
-            if commit:
-                conn.commit()
-            elif status != _IDLE:
-                conn.rollback()
+        if sql is None:
             return
+        if sql == "COMMIT":
+            conn.commit()
+        elif sql == "ROLLBACK":
+            conn.rollback()
         # A plain cursor: the connection's own would mark the reset as a session change.
-        if status != _IDLE:
-            end = "COMMIT" if commit else "ROLLBACK"
-            psycopg.Cursor(conn).execute(f"{end}; RESET ALL", prepare=False)
-            return
+        elif status != _IDLE:
+            psycopg.Cursor(conn).execute(sql, prepare=False)
+        else:
+            self._reset_outside_transaction(conn)
+
+    def _reset_outside_transaction(self, conn: PooledConnection) -> None:
         # In transactional mode a plain execute() would open a transaction first.
         autocommit = conn.autocommit
         conn.autocommit = True
         try:
-            psycopg.Cursor(conn).execute("RESET ALL", prepare=False)
+            psycopg.Cursor(conn).execute(checkout.RESET_ALL, prepare=False)
         finally:
             if not conn.closed:
                 conn.autocommit = autocommit
@@ -726,18 +489,10 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         :raises ValueError: ``key`` is not the key this connection was checked out with.
         """
         self._release_key(conn, key)
-        self._in_use.pop(id(conn), None)
-        if conn.checkout_stack is not None:
-            conn.checkout_stack = None
-        conn.held = False
-        conn.checkout_seq += 1
-        conn.returned_at = now = monotonic()
-        if close:
-            conn.close()
-        elif conn.broken or conn.closed:
-            self._suspect_before = now
-        else:
+        if self._given_back(conn) and not close:
             self._restore(conn)
+        elif close:
+            conn.close()
         super().putconn(conn)
 
     def _release_key(self, conn: PooledConnection, key: Hashable | None) -> None:
@@ -772,20 +527,11 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             conn.close()
             return
         try:
-            if status != _IDLE or conn.used or conn.session_changed:
+            if checkout.needs_cleaning(status, conn):
                 self.finish(conn, success=False)
-            if conn.autocommit is not self._autocommit:
-                conn.autocommit = self._autocommit
-            if conn.isolation_level is not None:
-                conn.isolation_level = None
-            if conn.read_only is not None:
-                conn.read_only = None
-            if conn.deferrable is not None:
-                conn.deferrable = None
-            if conn.row_factory is not tuple_row:
-                conn.row_factory = tuple_row
-            if conn.cursor_factory is not self._cursor_factory:
-                conn.cursor_factory = self._cursor_factory
+            for name, value in checkout.attributes_to_restore(conn, self._autocommit):
+                setattr(conn, name, value)
+            checkout.restore_factories(conn, self._cursor_factory)
         except psycopg.Error:
             conn.close()  # the pool replaces a closed connection
 
@@ -793,50 +539,16 @@ class PostgresPool(ConnectionPool[PooledConnection]):
         """The pool's statistics (see :meth:`psycopg_pool.ConnectionPool.get_stats`), and ours.
 
         Ours: ``connections_validated`` (validation round trips at checkout),
-        ``connections_broken`` (connections found broken, or closed, at checkout and replaced),
+        ``connections_broken`` (connections found broken at checkout and replaced),
         ``connections_expired`` (replaced at checkout for their age), ``leaks_reported``.
         """
         stats = super().get_stats()
         stats.update(self._counters)
         return stats
 
-    def _alive(self, conn: PooledConnection, timeout: float) -> bool:
-        self._counters["connections_validated"] += 1
-        return _ping(conn, timeout)
-
-    def _timeout_error(self, waited: float, broken: int) -> CheckoutTimeout:
-        stats = self.get_stats()
-        message = (
-            f"no connection free in pool {self.name!r} after waiting {waited:.2f} s "
-            f"(max_pool_size={self.max_size}, {stats.get('pool_size', 0)} open, "
-            f"{len(self._in_use)} checked out)"
-        )
-        if broken:
-            message += (
-                f"; {broken} idle connection(s) failed validation and were replaced, "
-                "the network or the server may be down"
-            )
-        if self.last_connect_error:
-            message += f"; the last connection attempt failed: {self.last_connect_error}"
-        elif not broken:
-            message += (
-                ": raise options.max_pool_size or options.connect_timeout, or hold "
-                "connections for less time"
-            )
-        return CheckoutTimeout(message)
-
     def _watch_leaks(self) -> None:
-        period = min(max(self.leak_threshold / 4, 0.01), 1.0)
-        while not self._stop_watch.wait(period):
-            now = monotonic()
-            for conn in list(self._in_use.values()):
-                stack = conn.checkout_stack
-                held = now - conn.checked_out_at
-                if stack is not None and not conn.leak_reported and held >= self.leak_threshold:
-                    conn.leak_reported = True
-                    self._counters["leaks_reported"] += 1
-                    if self._on_leak is not None:
-                        self._on_leak(Leak(self.name, held, "".join(stack)))
+        while not self._stop_watch.wait(checkout.leak_period(self.leak_threshold)):
+            self._report_leaks(monotonic())
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the pool and stop the leak watcher.
@@ -884,11 +596,6 @@ class PostgresPool(ConnectionPool[PooledConnection]):
             self._watcher.join(timeout=1.0)
             self._watcher = None
         return len(held)
-
-
-def _is_timeout(value: object) -> bool:
-    """Whether a positional ``getconn()`` argument is a timeout (a number, not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _ping(conn: PooledConnection, timeout: float) -> bool:
@@ -947,6 +654,11 @@ def _cut(conn: PooledConnection) -> None:
     """
     with contextlib.suppress(psycopg.Error, OSError):
         conn.cancel_safe(timeout=2.0)
+    _shutdown_socket(conn)
+
+
+def _shutdown_socket(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Shut a connection's socket down (both ways), leaving its file descriptor open."""
     try:
         fd = conn.pgconn.socket
     except psycopg.Error:
@@ -956,3 +668,8 @@ def _cut(conn: PooledConnection) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _is_timeout(value: object) -> bool:
+    """Whether a positional ``getconn()`` argument is a timeout (a number, not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -96,3 +96,18 @@ class LogCapture:
 @pytest.fixture
 def logs(capsys: pytest.CaptureFixture[str]) -> LogCapture:
     return LogCapture(capsys)
+
+
+def _anyio_backends() -> list[Any]:
+    backends: list[Any] = [pytest.param("asyncio", id="asyncio")]
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return backends
+    return [*backends, pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")]
+
+
+@pytest.fixture(params=_anyio_backends())
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """The event loops the async tests run on: asyncio, and asyncio with uvloop if installed."""
+    return request.param

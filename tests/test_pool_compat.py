@@ -15,7 +15,7 @@ import pytest
 from psycopg_pool import PoolClosed
 
 from pip_postgres import PostgresConnection, PostgresPool
-from pip_postgres.pool import bypass_applies, idle_and_intact, socket_has_news
+from pip_postgres.checkout import bypass_applies, idle_and_intact, socket_has_news
 
 from .conftest import Server, admin_query, backends
 from .test_reliability import app_name, opened, pool_of
@@ -188,11 +188,9 @@ def test_terminated_idle_backends_in_the_bypass_window_cost_no_error(pg: Server)
 
 def test_bypass_decisions() -> None:
     ok, idle = psycopg.pq.ConnStatus.OK, psycopg.pq.TransactionStatus.IDLE
-    assert idle_and_intact(False, False, ok, idle)
-    assert not idle_and_intact(True, False, ok, idle)
-    assert not idle_and_intact(False, True, ok, idle)
-    assert not idle_and_intact(False, False, psycopg.pq.ConnStatus.BAD, idle)
-    assert not idle_and_intact(False, False, ok, psycopg.pq.TransactionStatus.INTRANS)
+    assert idle_and_intact(ok, idle)
+    assert not idle_and_intact(psycopg.pq.ConnStatus.BAD, idle)  # closed or broken
+    assert not idle_and_intact(ok, psycopg.pq.TransactionStatus.INTRANS)
     window = {"bypass": 1.0, "suspect_before": 5.0, "max_lifetime": 100.0}
     assert bypass_applies(10.0, 9.5, 0.0, **window)
     assert not bypass_applies(10.0, 8.5, 0.0, **window)  # idle past the window

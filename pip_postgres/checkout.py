@@ -1,0 +1,568 @@
+"""What a checkout decides, shared by the threaded and the asyncio pools.
+
+:class:`~pip_postgres.pool.PostgresPool` and
+:class:`~pip_postgres.pool_async.AsyncPostgresPool` differ only in how they wait (a thread
+blocks, a task awaits). What they decide is pure and lives here,
+once: when a connection is validated at checkout, what the end of a checkout sends
+(``COMMIT``/``ROLLBACK``, ``RESET ALL``), which statements look like they change a session
+setting, which attributes a holder changed, how long a validation round trip may take, which
+held connections are leaks, and what a checkout timeout says. Nothing here does I/O but
+:func:`socket_has_news`, a zero-timeout poll of an idle connection's socket.
+
+psycopg_pool generates its sync pool from its async one with a script (``async_to_sync.py``
+in the psycopg repository); for a layer this small, a module of pure functions and one state
+class that both pools inherit keep each decision in one home at a lower cost (see
+:doc:`/async`).
+"""
+
+from __future__ import annotations
+
+import select
+import traceback
+from collections import deque
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from time import monotonic
+from typing import Any, cast
+
+from psycopg import pq
+from psycopg.rows import tuple_row
+from psycopg_pool import PoolTimeout
+
+from .redaction import SECRET_PARAMS, redact
+
+__all__ = ["CheckoutTimeout", "Leak"]
+
+#: The least and the most time given to a validation round trip, in seconds. Within these
+#: bounds it gets a quarter of the checkout's timeout (and no more than is left of it), so
+#: that a connection that does not answer (its network path silently dropped) leaves the
+#: checkout time to get another one.
+MIN_PING_TIMEOUT = 0.05
+MAX_PING_TIMEOUT = 2.0
+
+IDLE = pq.TransactionStatus.IDLE
+ACTIVE = pq.TransactionStatus.ACTIVE
+INTRANS = pq.TransactionStatus.INTRANS
+INERROR = pq.TransactionStatus.INERROR
+CONN_OK = pq.ConnStatus.OK
+
+#: The ``options.reset_session`` modes.
+RESET_MODES = ("auto", "always", "never")
+
+#: The ``options.idle_order`` values.
+IDLE_ORDERS = ("lifo", "fifo")
+
+#: Command statuses of statements that change a session setting.
+SESSION_STATUS = (b"SET", b"RESET")
+
+#: The statement that resets a session.
+RESET_ALL = "RESET ALL"
+
+
+class CheckoutTimeout(PoolTimeout):
+    """No connection became free within the checkout timeout.
+
+    A :class:`psycopg_pool.PoolTimeout`, so code that catches psycopg_pool's error keeps
+    working; its message names the pool size, the wait, and the last connection error.
+    """
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A connection held longer than the leak detection threshold."""
+
+    #: The pool's name.
+    pool: str
+    #: How long the connection had been checked out when it was reported, in seconds.
+    held: float
+    #: Where it was checked out: the formatted stack of the checkout.
+    stack: str
+
+
+class ConnectState:
+    """What the pool's connections tell it when they connect (shared, one per pool)."""
+
+    def __init__(self) -> None:
+        self.last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return "<pool connect state>"
+
+    def failed(self, error: BaseException, kwargs: Mapping[str, Any]) -> None:
+        """Keep the server's reason for a failed connection, without the secrets of ``kwargs``."""
+        secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
+        self.last_error = redact(str(error).strip(), secrets)
+
+
+class CheckoutMarks:
+    """What a pooled connection knows of its age, its last use and its current holder.
+
+    A mixin of :class:`~pip_postgres.pool.PooledConnection` and
+    :class:`~pip_postgres.pool_async.AsyncPooledConnection`.
+    """
+
+    #: When it was connected (``time.monotonic()``).
+    created_at: float = 0.0
+    #: When it was last returned to the pool, or connected (``time.monotonic()``).
+    returned_at: float = 0.0
+    #: When it was last checked out (``time.monotonic()``).
+    checked_out_at: float = 0.0
+    #: The stack of its checkout, kept only while leak detection is on.
+    checkout_stack: list[str] | None = None
+    #: Whether the current checkout was reported as a leak.
+    leak_reported: bool = False
+    #: Whether a statement ran through one of its cursors during the checkout (watched when
+    #: ``reset_session`` is ``auto`` or ``always``; cleared when the checkout ends).
+    used: bool = False
+    #: Whether a statement that looks like it changes a session setting ran during the checkout
+    #: (watched when ``reset_session`` is ``auto``; cleared when the checkout ends).
+    session_changed: bool = False
+    #: Whether it belongs to a pool of this package (set when the pool connects it).
+    pooled: bool = False
+    #: Whether it is checked out now.
+    held: bool = False
+    #: Counts its checkouts and returns: a ``with conn:`` block that sees it changed knows
+    #: that its checkout ended (and that the connection may be another holder's now).
+    checkout_seq: int = 0
+
+
+class LastInFirstOut(deque[Any]):
+    """psycopg_pool's queue of idle connections, served last in, first out.
+
+    psycopg_pool takes the connection that has been idle longest (``popleft``). Taking the one
+    returned last instead keeps a few connections busy and warm, and makes the validation
+    bypass window apply more often. psycopg_pool's shrinking after ``max_idle`` also takes
+    from this end: it closes the connection returned last, which costs the next checkout
+    nothing, since any idle connection serves.
+    """
+
+    def popleft(self) -> Any:
+        return self.pop()
+
+
+def bypass_applies(
+    now: float,
+    returned_at: float,
+    created_at: float,
+    *,
+    bypass: float,
+    suspect_before: float,
+    max_lifetime: float,
+) -> bool:
+    """Whether an idle connection is recent enough to skip the validation round trip.
+
+    All times are ``time.monotonic()`` seconds. It is if it was returned at most ``bypass``
+    seconds ago, not before ``suspect_before`` (when another connection was found broken),
+    and it is younger than ``max_lifetime``. The connection must still pass
+    :func:`idle_and_intact` and :func:`socket_has_news`.
+    """
+    return (
+        now - returned_at <= bypass
+        and returned_at >= suspect_before
+        and now - created_at < max_lifetime
+    )
+
+
+def idle_and_intact(status: int, transaction: int) -> bool:
+    """Whether a connection's own state (no round trip) lets it be handed out unvalidated.
+
+    :param status: ``conn.pgconn.status``, libpq's view: ``OK`` only. A connection closed
+        (by a caller, after giving it back) or broken (psycopg saw it fail) is not.
+    :param transaction: ``conn.pgconn.transaction_status``: ``IDLE`` only.
+    """
+    return status == CONN_OK and transaction == IDLE
+
+
+def socket_has_news(fd: int) -> bool:
+    """Whether an idle connection's socket has something to read, or hung up or failed.
+
+    A zero-timeout poll (about a microsecond, no round trip). An idle session is sent nothing
+    unless the server has something to say: a termination notice (``pg_terminate_backend()``,
+    a shutdown or restart, ``idle_session_timeout``), an end of file, or an asynchronous
+    notice or notification. Any of these sends the connection to a validation round trip.
+    """
+    try:
+        if not hasattr(select, "poll"):  # Windows
+            readable, _, failed = select.select([fd], [], [fd], 0)
+            return bool(readable or failed)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # a closed or invalid descriptor
+        return True
+
+
+def changes_session(query: object) -> bool:
+    """Whether ``query`` looks like it changes a session setting.
+
+    It does if one of its statements starts with ``SET`` or ``RESET`` (the first one, or one
+    after a semicolon), or if it calls ``set_config()``. A composed query
+    (:mod:`psycopg.sql`) is not looked at: its command status tells, after it ran. The screen
+    costs a lowercase copy of the text and a substring search, so it stays cheap for long
+    queries; a false positive costs one ``RESET ALL``, nothing more.
+    """
+    if isinstance(query, bytes):
+        query = query.decode("latin-1")  # the keywords are ASCII; never fails
+    elif not isinstance(query, str):
+        return False
+    text = query.lower()
+    if "set" not in text:  # "reset" and "set_config" contain it too
+        return False
+    if starts_with_set(text) or "set_config" in text:
+        return True
+    return ";" in text and any(starts_with_set(part) for part in text.split(";")[1:])
+
+
+def starts_with_set(statement: str) -> bool:
+    """Whether a lowercase statement starts with the word ``set`` or ``reset``."""
+    statement = statement.lstrip()
+    for word in ("set", "reset"):
+        if statement.startswith(word):
+            after = statement[len(word) : len(word) + 1]
+            return not (after.isalnum() or after == "_")
+    return False
+
+
+def track_before(conn: CheckoutMarks, query: object) -> bool:
+    """Mark a connection before a statement runs (``reset_session`` = ``auto``).
+
+    :return: whether the command status must be looked at after it ran.
+    """
+    conn.used = True
+    if conn.session_changed:
+        return False
+    if changes_session(query):
+        conn.session_changed = True
+    return True
+
+
+def track_after(conn: CheckoutMarks, result: pq.abc.PGresult | None) -> None:
+    """Mark a connection whose statement's command status was ``SET`` or ``RESET``."""
+    if result is not None and result.command_status in SESSION_STATUS:
+        conn.session_changed = True
+
+
+def reset_needed(mode: str, conn: CheckoutMarks) -> bool:
+    """Whether the end of a checkout resets the session, for ``options.reset_session``."""
+    if mode == "auto":
+        return conn.session_changed
+    return mode == "always" and conn.used
+
+
+def finish_statement(status: int, success: bool, reset: bool) -> str | None:
+    """What ends a checkout, for its transaction ``status`` (see :func:`reset_needed`).
+
+    :return: ``None`` (nothing to do: also for a closed, broken or busy connection, which the
+        return to the pool deals with); ``"COMMIT"`` or ``"ROLLBACK"`` (the connection's own
+        ``commit()``/``rollback()``); ``"COMMIT; RESET ALL"`` or ``"ROLLBACK; RESET ALL"``
+        (one query); ``"RESET ALL"`` (outside a transaction, in autocommit mode).
+    """
+    if status != IDLE and status != INTRANS and status != INERROR:
+        return None
+    if status == IDLE:
+        return RESET_ALL if reset else None
+    end = "COMMIT" if success and status == INTRANS else "ROLLBACK"
+    return f"{end}; {RESET_ALL}" if reset else end
+
+
+def needs_cleaning(status: int, conn: CheckoutMarks) -> bool:
+    """Whether a connection given back needs its transaction ended or its session reset."""
+    return status != IDLE or conn.used or conn.session_changed
+
+
+def attributes_to_restore(conn: Any, autocommit: bool) -> list[tuple[str, Any]]:
+    """The transaction attributes a holder changed, and the values they go back to.
+
+    :param conn: a :class:`psycopg.Connection` or :class:`psycopg.AsyncConnection`.
+    :param autocommit: the pool's ``autocommit``.
+    :return: ``(name, value)`` pairs, for ``autocommit``, ``isolation_level``, ``read_only``,
+        ``deferrable``: set with the attribute (sync) or ``set_<name>()`` (async).
+    """
+    changed: list[tuple[str, Any]] = []
+    if conn.autocommit is not autocommit:
+        changed.append(("autocommit", autocommit))
+    for name in ("isolation_level", "read_only", "deferrable"):
+        if getattr(conn, name) is not None:
+            changed.append((name, None))
+    return changed
+
+
+def expired(conn: CheckoutMarks, now: float, max_lifetime: float) -> bool:
+    """Whether a connection is past its lifetime (``max_lifetime``, in seconds)."""
+    return now - conn.created_at >= max_lifetime
+
+
+def restore_factories(conn: Any, cursor_factory: type) -> None:
+    """Give a connection back its pool's row factory (tuples) and cursor class."""
+    if conn.row_factory is not tuple_row:
+        conn.row_factory = tuple_row
+    if conn.cursor_factory is not cursor_factory:
+        conn.cursor_factory = cursor_factory
+
+
+def ping_timeout(wait: float, remaining: float) -> float:
+    """The time a validation round trip may take, in seconds, for a checkout of ``wait``.
+
+    A quarter of the wait, no more than ``remaining``, within ``MIN_PING_TIMEOUT`` and
+    ``MAX_PING_TIMEOUT``.
+    """
+    return min(max(min(wait / 4, remaining), MIN_PING_TIMEOUT), MAX_PING_TIMEOUT)
+
+
+def leak_period(threshold: float) -> float:
+    """How often, in seconds, the leak watcher looks at held connections."""
+    return min(max(threshold / 4, 0.01), 1.0)
+
+
+#: What a checkout asks of its pool's I/O, and the pool's answer (see
+#: ``CheckoutPolicy._checkout_steps()``): ``("get", None, timeout)``, answered with a
+#: connection from psycopg_pool, or ``None`` for its ``PoolTimeout``; ``("ping", conn,
+#: timeout)``, answered with whether the connection answered a round trip in time;
+#: ``("discard", conn, 0.0)``, closing the connection and giving it back (answer ``None``).
+Step = tuple[str, Any, float]
+
+
+class CheckoutPolicy:
+    """The state and the decisions of a pool's checkouts, shared by both pools.
+
+    A base of :class:`~pip_postgres.pool.PostgresPool` and
+    :class:`~pip_postgres.pool_async.AsyncPostgresPool`; ``_init_policy()`` takes:
+
+    :param validation_bypass: seconds since its return within which a connection is handed
+        out without a validation round trip; 0 validates at every checkout.
+    :param leak_threshold: seconds after which a held connection is reported; 0 turns leak
+        detection off.
+    :param on_leak: called with each :class:`Leak`.
+    :param reset_session: ``auto``, ``always`` or ``never``.
+    :param idle_order: ``lifo`` or ``fifo``: see :attr:`idle_order`.
+    :raises ValueError: ``reset_session`` or ``idle_order`` is none of its values.
+    """
+
+    #: When the end of a checkout resets the session with ``RESET ALL``: ``auto`` (if a
+    #: statement looked like it changed a setting), ``always`` (if any statement ran) or
+    #: ``never``; from ``options.reset_session``.
+    reset_session: str = "auto"
+    #: Which idle connection a checkout gets: ``lifo`` (the one returned last) or ``fifo``
+    #: (the one idle longest, psycopg_pool's own order); from ``options.idle_order``.
+    idle_order: str = "lifo"
+    #: Frames of the pool's own between its caller and the checkout code here, left out of
+    #: the checkout stacks kept for leak reports, beyond the one of ``getconn()``.
+    _entry_frames = 0
+
+    def _init_policy(
+        self,
+        kwargs: dict[str, Any],
+        cursors: Mapping[str, type],
+        validation_bypass: float,
+        leak_threshold: float,
+        on_leak: Callable[[Leak], None] | None,
+        reset_session: str,
+        idle_order: str = "lifo",
+    ) -> dict[str, Any]:
+        """Set the policy up.
+
+        :param kwargs: the connection keyword arguments given to the pool.
+        :param cursors: the cursor class of each ``reset_session`` mode.
+        :return: the connection keyword arguments for psycopg_pool: ``kwargs`` with the
+            pool's connect state and cursor class.
+        """
+        if reset_session not in RESET_MODES:
+            raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
+        if idle_order not in IDLE_ORDERS:
+            raise ValueError(f"idle_order must be lifo or fifo, got {idle_order!r}")
+        self.idle_order = idle_order
+        self._cursor_factory: Any = cursors[reset_session]
+        self._autocommit = bool(kwargs.get("autocommit", False))
+        self.reset_session = reset_session
+        self._connect_state = ConnectState()
+        self.validation_bypass = validation_bypass
+        # Connections returned before this moment are validated whatever their bypass window:
+        # one of them was found broken, so the others may have died with it.
+        self._suspect_before = 0.0
+        self.leak_threshold = leak_threshold
+        self._on_leak = on_leak
+        # Connections checked out now, by id: for leak detection and shutdown.
+        self._in_use: dict[int, Any] = {}
+        self._counters = {
+            "connections_validated": 0,
+            "connections_broken": 0,
+            "connections_expired": 0,
+            "leaks_reported": 0,
+        }
+        return {
+            **kwargs,
+            "connect_state": self._connect_state,
+            "cursor_factory": self._cursor_factory,
+        }
+
+    def _order_idle(self) -> None:
+        """Serve idle connections in :attr:`idle_order`; called once the pool is made.
+
+        psycopg_pool keeps its idle connections in the deque ``_pool`` (psycopg_pool 3.2 and
+        3.3; the test suite checks the order, so that a change there is noticed).
+        """
+        if self.idle_order == "lifo":
+            pool: Any = self
+            pool._pool = LastInFirstOut(pool._pool)
+
+    @property
+    def last_connect_error(self) -> str | None:
+        """The server's reason for the last failed connection attempt.
+
+        ``None`` if the last attempt succeeded.
+        """
+        return self._connect_state.last_error
+
+    def _ready(self, conn: CheckoutMarks, now: float, depth: int = 3) -> bool:
+        """Whether a connection just taken from the idle queue is handed out as it is.
+
+        It is if it was returned within the bypass window, not before a connection was found
+        broken, and is not past its lifetime (:func:`bypass_applies`), and if neither its own
+        state nor its socket shows that something happened to it (:func:`idle_and_intact`,
+        :func:`socket_has_news`): a closed or broken connection is never handed out, and one
+        that the server sent something (a termination notice) is validated. It is then
+        stamped as checked out. Else it is validated (or replaced) first: see
+        :meth:`_checkout_steps`.
+
+        :param depth: how many frames of the stack, from :meth:`_checked_out`'s, are the
+            pool's own (left out of the checkout stack kept for leak reports).
+        """
+        pgconn = cast(Any, conn).pgconn
+        if (
+            bypass_applies(
+                now,
+                conn.returned_at,
+                conn.created_at,
+                bypass=self.validation_bypass,
+                suspect_before=self._suspect_before,
+                max_lifetime=cast(Any, self).max_lifetime,
+            )
+            and idle_and_intact(pgconn.status, pgconn.transaction_status)
+            and not socket_has_news(pgconn.socket)
+        ):
+            self._checked_out(conn, now, depth)
+            return True
+        return False
+
+    def _checkout_steps(
+        self, conn: CheckoutMarks, start: float, wait: float
+    ) -> Generator[Step, Any, Any]:
+        """The rest of a checkout whose connection was not :meth:`_ready`, for both pools.
+
+        Written once, its I/O yielded as :data:`Step`. A connection past its lifetime is
+        discarded, one idle past the bypass window (or suspect) is validated, and a discarded
+        one is replaced by the next one taken, until ``wait`` seconds from ``start`` have
+        passed.
+
+        :return: (as ``StopIteration.value``) the connection to hand out.
+        :raises CheckoutTimeout: no working connection could be had in time.
+        """
+        max_lifetime: float = cast(Any, self).max_lifetime
+        broken = 0
+        while True:
+            now = monotonic()
+            if self._ready(conn, now, 4):
+                return conn
+            if expired(conn, now, max_lifetime):
+                problem = "connections_expired"
+            else:
+                self._counters["connections_validated"] += 1
+                if (yield ("ping", conn, ping_timeout(wait, start + wait - now))):
+                    self._checked_out(conn, now, 3)
+                    return conn
+                problem = "connections_broken"
+            self._discarded(problem, conn)
+            broken += problem == "connections_broken"
+            yield ("discard", conn, 0.0)
+            conn = yield ("get", None, start + wait - monotonic())
+            if conn is None:
+                raise self._timeout_error(wait, broken)
+
+    def _discarded(self, problem: str, conn: Any) -> None:
+        """Count a connection discarded at checkout; a broken one makes the others suspect.
+
+        One that a caller closed (after it gave it back) says nothing of the others.
+        """
+        self._counters[problem] += 1
+        if problem == "connections_broken" and (conn.broken or not conn.closed):
+            self._suspect_before = monotonic()
+
+    def _checked_out(self, conn: CheckoutMarks, now: float, depth: int) -> None:
+        """Stamp a connection handed out.
+
+        :param depth: how many frames of the stack, from this one, are the pool's own.
+        """
+        conn.checked_out_at = now
+        conn.used = conn.session_changed = False
+        conn.held = True
+        conn.checkout_seq += 1
+        self._in_use[id(conn)] = conn
+        if self.leak_threshold > 0:
+            conn.checkout_stack = traceback.format_stack()[: -(depth + self._entry_frames)]
+            conn.leak_reported = False
+
+    def _given_back(self, conn: Any) -> bool:
+        """Stamp a connection given back, and say whether it needs cleaning.
+
+        A broken or closed one makes the idle ones suspect, and needs nothing. One needs
+        cleaning if it is in a transaction (or busy), ran something the reset mode resets
+        after, or had an attribute, its row factory or its cursor class changed.
+        """
+        self._in_use.pop(id(conn), None)
+        if conn.checkout_stack is not None:
+            conn.checkout_stack = None
+        conn.held = False
+        conn.checkout_seq += 1
+        conn.returned_at = now = monotonic()
+        if conn.broken or conn.closed:
+            self._suspect_before = now
+            return False
+        return (
+            conn.pgconn.transaction_status != IDLE
+            or conn.used
+            or conn.session_changed
+            or conn.autocommit is not self._autocommit
+            or conn.isolation_level is not None
+            or conn.read_only is not None
+            or conn.deferrable is not None
+            or conn.row_factory is not tuple_row
+            or conn.cursor_factory is not self._cursor_factory
+        )
+
+    def _scan_leaks(self: Any, now: float) -> list[Leak]:
+        """Mark, count and return the held connections newly past the leak threshold."""
+        leaks = []
+        for conn in list(self._in_use.values()):
+            stack = conn.checkout_stack
+            held = now - conn.checked_out_at
+            if stack is not None and not conn.leak_reported and held >= self.leak_threshold:
+                conn.leak_reported = True
+                self._counters["leaks_reported"] += 1
+                leaks.append(Leak(self.name, held, "".join(stack)))
+        return leaks
+
+    def _report_leaks(self, now: float) -> None:
+        for leak in self._scan_leaks(now):
+            if self._on_leak is not None:
+                self._on_leak(leak)
+
+    def _timeout_error(self: Any, waited: float, broken: int) -> CheckoutTimeout:
+        stats = self.get_stats()
+        message = (
+            f"no connection free in pool {self.name!r} after waiting {waited:.2f} s "
+            f"(max_pool_size={self.max_size}, {stats.get('pool_size', 0)} open, "
+            f"{len(self._in_use)} checked out)"
+        )
+        if broken:
+            message += (
+                f"; {broken} idle connection(s) failed validation and were replaced, "
+                "the network or the server may be down"
+            )
+        if self.last_connect_error:
+            message += f"; the last connection attempt failed: {self.last_connect_error}"
+        elif not broken:
+            message += (
+                ": raise options.max_pool_size or options.connect_timeout, or hold "
+                "connections for less time"
+            )
+        return CheckoutTimeout(message)

@@ -1,0 +1,348 @@
+"""The pool behind :class:`~pip_postgres.AsyncPostgresConnection`.
+
+:class:`AsyncPostgresPool` is a :class:`psycopg_pool.AsyncConnectionPool` with everything
+:class:`~pip_postgres.pool.PostgresPool` adds to a checkout: validation with a bypass window,
+replacement of connections past their lifetime, session reset, attribute restore, leak
+detection, a bounded :meth:`AsyncPostgresPool.shutdown`, and idle connections served last in,
+first out. The decisions are the sync pool's own (:mod:`pip_postgres.checkout`); only the
+waiting differs.
+
+A task cancelled while it holds a connection never leaves it dirty in the pool: psycopg
+cancels the running query on the server, and the return of the connection is shielded from
+the cancellation, so that the transaction is rolled back (or the connection closed and
+replaced) whatever happens to the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import generators, pq, waiting
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from . import checkout
+from .checkout import IDLE, CheckoutMarks, CheckoutPolicy, Leak
+from .pool import _shutdown_socket
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["AsyncPooledConnection", "AsyncPostgresPool"]
+
+
+class _AsyncUsageCursor(psycopg.AsyncCursor[TupleRow]):
+    """The async cursor of ``reset_session`` = ``always``: marks its connection used."""
+
+    __slots__ = ()
+
+    async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
+        """Execute a statement: see :meth:`psycopg.AsyncCursor.execute`."""
+        self._conn.used = True  # type: ignore[attr-defined]
+        return await super().execute(query, *args, **kwargs)
+
+    async def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
+        """Execute a statement many times: see :meth:`psycopg.AsyncCursor.executemany`."""
+        self._conn.used = True  # type: ignore[attr-defined]
+        await super().executemany(query, *args, **kwargs)
+
+
+class _AsyncTrackingCursor(psycopg.AsyncCursor[TupleRow]):
+    """The async cursor of ``reset_session`` = ``auto``: see :mod:`pip_postgres.checkout`."""
+
+    __slots__ = ()
+
+    async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
+        """Execute a statement: see :meth:`psycopg.AsyncCursor.execute`."""
+        conn: AsyncPooledConnection = self._conn  # type: ignore[assignment]
+        if not checkout.track_before(conn, query):
+            return await super().execute(query, *args, **kwargs)
+        try:
+            return await super().execute(query, *args, **kwargs)
+        finally:
+            checkout.track_after(conn, self.pgresult)
+
+    async def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
+        """Execute a statement many times: see :meth:`psycopg.AsyncCursor.executemany`."""
+        checkout.track_before(self._conn, query)  # type: ignore[arg-type]
+        await super().executemany(query, *args, **kwargs)
+
+
+#: The cursor class of the pool's connections for each ``options.reset_session`` mode.
+_CURSORS: dict[str, type[psycopg.AsyncCursor[TupleRow]]] = {
+    "auto": _AsyncTrackingCursor,
+    "always": _AsyncUsageCursor,
+    "never": psycopg.AsyncCursor,
+}
+
+
+class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
+    """A psycopg async connection that knows its age, its last use and its current holder."""
+
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        """Connect, stamp the connection, and tell the pool of a failure.
+
+        :param conninfo: the libpq connection string.
+        :param kwargs: as :meth:`psycopg.AsyncConnection.connect`, plus ``connect_state``,
+            where the pool keeps the last connection error.
+        """
+        state: checkout.ConnectState | None = kwargs.pop("connect_state", None)
+        try:
+            conn = await super().connect(conninfo, **kwargs)
+        except psycopg.Error as error:
+            if state is not None:
+                state.failed(error, kwargs)
+            raise
+        if state is not None:
+            state.last_error = None
+        conn.created_at = conn.returned_at = monotonic()
+        return conn
+
+
+class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnection]):
+    """A :class:`psycopg_pool.AsyncConnectionPool` with checkout validation and leak detection.
+
+    The parameters are those of :class:`~pip_postgres.pool.PostgresPool`; ``on_leak`` is called
+    from a task of the pool's event loop. Open it with ``await pool.open()``: an
+    ``AsyncConnectionPool`` is never opened by its constructor.
+
+    :param conninfo: the libpq connection string.
+    :param kwargs: connection keyword arguments (password, autocommit).
+    :param validation_bypass: seconds since its return within which a connection is handed
+        out without a validation round trip; 0 validates at every checkout.
+    :param leak_threshold: seconds after which a connection still checked out is reported to
+        ``on_leak``, once; 0 turns leak detection off (and the stack is not recorded).
+    :param on_leak: called with each :class:`~pip_postgres.pool.Leak`.
+    :param reset_session: ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
+    :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
+        returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
+    :param pool_kwargs: passed on to :class:`psycopg_pool.AsyncConnectionPool`.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        kwargs: dict[str, Any],
+        validation_bypass: float,
+        leak_threshold: float = 0.0,
+        on_leak: Callable[[Leak], None] | None = None,
+        reset_session: str = "auto",
+        idle_order: str = "lifo",
+        **pool_kwargs: Any,
+    ) -> None:
+        kwargs = self._init_policy(
+            kwargs, _CURSORS, validation_bypass, leak_threshold, on_leak, reset_session, idle_order
+        )
+        super().__init__(
+            conninfo,
+            connection_class=AsyncPooledConnection,
+            kwargs=kwargs,
+            open=False,
+            **pool_kwargs,
+        )
+        self._order_idle()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Open the pool, and start the leak watcher if leak detection is on.
+
+        See :meth:`psycopg_pool.AsyncConnectionPool.open`.
+        """
+        await super().open(wait=wait, timeout=timeout)
+        if self.leak_threshold > 0 and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_leaks(), name=f"{self.name}-leaks")
+
+    async def getconn(self, timeout: float | None = None) -> AsyncPooledConnection:
+        """Check a connection out.
+
+        A connection idle past the bypass window is validated first, and one past its lifetime
+        is replaced; neither costs the caller an error. A task cancelled here loses nothing:
+        a connection it had taken goes back to the pool.
+
+        :param timeout: the longest to wait, in seconds; default the pool's ``timeout``.
+        :raises CheckoutTimeout: no working connection could be had in time.
+        :raises psycopg_pool.PoolClosed: the pool is closed.
+        """
+        wait = self.timeout if timeout is None else timeout
+        start = monotonic()
+        try:
+            conn = await super().getconn(wait)
+        except PoolTimeout:
+            raise self._timeout_error(wait, 0) from None
+        if self._ready(conn, monotonic()):
+            return conn
+        steps, reply = self._checkout_steps(conn, start, wait), None
+        try:
+            while True:
+                reply = await self._step(*steps.send(reply))
+        except StopIteration as done:
+            vetted: AsyncPooledConnection = done.value
+            return vetted
+
+    async def _step(self, step: str, conn: Any, seconds: float) -> Any:
+        """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
+        if step == "get":
+            try:
+                return await super().getconn(seconds)
+            except PoolTimeout:
+                return None
+        if step == "ping":
+            try:
+                return await _ping(conn, seconds)
+            except BaseException:
+                await _discard(self, conn)  # cancelled while validating: state unknown
+                raise
+        return await _discard(self, conn)
+
+    async def finish(self, conn: AsyncPooledConnection, success: bool) -> None:
+        """End a checkout's transaction, and reset the session if it needs it.
+
+        As :meth:`pip_postgres.pool.PostgresPool.finish`: commit if ``success`` (else roll back),
+        with ``RESET ALL`` in the same query when ``reset_session`` asks for it.
+
+        :param conn: a connection checked out of this pool.
+        :param success: commit (rather than roll back) an open transaction.
+        :raises psycopg.Error: the COMMIT, ROLLBACK or reset failed; the caller closes it.
+        """
+        status = conn.pgconn.transaction_status
+        sql = checkout.finish_statement(
+            status, success, checkout.reset_needed(self.reset_session, conn)
+        )
+        conn.used = conn.session_changed = False
+        if sql is None:
+            return
+        if sql == "COMMIT":
+            await conn.commit()
+        elif sql == "ROLLBACK":
+            await conn.rollback()
+        # A plain cursor: the connection's own would mark the reset as a session change.
+        elif status != IDLE:
+            await psycopg.AsyncCursor(conn).execute(sql, prepare=False)
+        else:
+            autocommit = conn.autocommit
+            await conn.set_autocommit(True)
+            try:
+                await psycopg.AsyncCursor(conn).execute(sql, prepare=False)
+            finally:
+                if not conn.closed:
+                    await conn.set_autocommit(autocommit)
+
+    async def putconn(self, conn: AsyncPooledConnection) -> None:
+        """Return a connection: clean what its holder left, then hand it back.
+
+        As :meth:`pip_postgres.pool.PostgresPool.putconn`. A task cancelled while its connection
+        is cleaned loses nothing: the connection is closed and given back, and the pool
+        replaces it.
+
+        :param conn: a connection checked out of this pool.
+        """
+        if self._given_back(conn):
+            try:
+                await self._restore(conn)
+            except BaseException:
+                await _discard(self, conn)
+                raise
+        await super().putconn(conn)
+
+    async def _restore(self, conn: AsyncPooledConnection) -> None:
+        status = conn.pgconn.transaction_status
+        if status == checkout.ACTIVE:  # in the middle of an operation: unusable
+            await conn.close()
+            return
+        try:
+            if checkout.needs_cleaning(status, conn):
+                await self.finish(conn, success=False)
+            for name, value in checkout.attributes_to_restore(conn, self._autocommit):
+                await getattr(conn, f"set_{name}")(value)
+            checkout.restore_factories(conn, self._cursor_factory)
+        except psycopg.Error:
+            await conn.close()  # the pool replaces a closed connection
+
+    def get_stats(self) -> dict[str, int]:
+        """The pool's statistics (see :meth:`psycopg_pool.AsyncConnectionPool.get_stats`).
+
+        Plus ours, as :meth:`pip_postgres.pool.PostgresPool.get_stats`.
+        """
+        stats = super().get_stats()
+        stats.update(self._counters)
+        return stats
+
+    async def _watch_leaks(self) -> None:
+        while True:
+            await asyncio.sleep(checkout.leak_period(self.leak_threshold))
+            self._report_leaks(monotonic())
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool and stop the leak watcher.
+
+        See :meth:`psycopg_pool.AsyncConnectionPool.close`.
+        """
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await super().close(timeout=timeout)
+
+    async def shutdown(self, grace: float) -> int:
+        """Close the pool, then cut the connections still checked out after ``grace``.
+
+        As :meth:`pip_postgres.pool.PostgresPool.shutdown`: waiting callers fail at once with
+        :class:`psycopg_pool.PoolClosed`; connections returned within ``grace`` seconds are
+        closed normally; the queries of those still held are then cancelled and their sockets
+        shut down, so their holders get an error at their next use.
+
+        :param grace: seconds to let holders finish.
+        :return: the number of connections that had to be cut.
+        """
+        deadline = monotonic() + grace
+        await self.close(timeout=grace)
+        while self._in_use and monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        held = list(self._in_use.values())
+        for conn in held:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.cancel_safe(timeout=2.0)
+            _shutdown_socket(conn)
+        return len(held)
+
+
+async def _discard(pool: AsyncPostgresPool, conn: AsyncPooledConnection) -> None:
+    """Close a connection taken at checkout and give it back: the pool replaces it."""
+
+    async def discard() -> None:
+        await conn.close()
+        await AsyncConnectionPool.putconn(pool, conn)
+
+    await asyncio.shield(discard())
+
+
+async def _ping(conn: AsyncPooledConnection, timeout: float) -> bool:
+    """Send an empty query and wait at most ``timeout`` seconds for its answer.
+
+    As the sync pool's ping: psycopg's ``execute()`` has no client-side timeout, and a
+    cancelled ``execute()`` would first try to cancel on the server; this waits on the socket
+    directly, within ``asyncio.wait_for``.
+
+    :return: whether the connection answered, idle, in time.
+    """
+    pgconn = conn.pgconn
+    if conn.closed or pgconn.transaction_status != IDLE:
+        return False
+    try:
+        async with conn.lock:
+            pgconn.send_query(b"")
+            results = await asyncio.wait_for(
+                waiting.wait_async(generators.execute(pgconn), pgconn.socket), timeout
+            )
+    except (psycopg.Error, OSError, asyncio.TimeoutError):
+        return False
+    answered = bool(results) and results[-1].status == pq.ExecStatus.EMPTY_QUERY
+    return answered and pgconn.transaction_status == IDLE
