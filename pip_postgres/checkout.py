@@ -124,6 +124,25 @@ class CheckoutMarks:
     #: Counts its checkouts and returns: a ``with conn:`` block that sees it changed knows
     #: that its checkout ended (and that the connection may be another holder's now).
     checkout_seq: int = 0
+    #: A poll object registered for its socket, made once when it connects, so that
+    #: :func:`socket_has_news` costs one system call at checkout (``None`` without
+    #: :func:`select.poll`, on Windows).
+    news_poller: Any = None
+
+    def connected(self, state: ConnectState | None) -> None:
+        """Stamp a connection just made; ``state``, its pool's, learns that connecting works.
+
+        :param state: the pool's connect state, or ``None`` for a connection of no pool.
+        """
+        if state is not None:
+            state.last_error = None
+            self.pooled = True
+        self.created_at = self.returned_at = monotonic()
+        if hasattr(select, "poll"):
+            self.news_poller = select.poll()
+            self.news_poller.register(
+                cast(Any, self).pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP
+            )
 
 
 class LastInFirstOut(deque[Any]):
@@ -173,20 +192,25 @@ def idle_and_intact(status: int, transaction: int) -> bool:
     return status == CONN_OK and transaction == IDLE
 
 
-def socket_has_news(fd: int) -> bool:
+def socket_has_news(fd: int, poller: Any = None) -> bool:
     """Whether an idle connection's socket has something to read, or hung up or failed.
 
-    A zero-timeout poll (about a microsecond, no round trip). An idle session is sent nothing
+    A zero-timeout poll (one system call, no round trip). An idle session is sent nothing
     unless the server has something to say: a termination notice (``pg_terminate_backend()``,
     a shutdown or restart, ``idle_session_timeout``), an end of file, or an asynchronous
     notice or notification. Any of these sends the connection to a validation round trip.
+
+    :param fd: the socket.
+    :param poller: a :func:`select.poll` object already registered for ``fd``
+        (:attr:`CheckoutMarks.news_poller`); default: one is made for this call.
     """
     try:
-        if not hasattr(select, "poll"):  # Windows
-            readable, _, failed = select.select([fd], [], [fd], 0)
-            return bool(readable or failed)
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        if poller is None:
+            if not hasattr(select, "poll"):  # Windows
+                readable, _, failed = select.select([fd], [], [fd], 0)
+                return bool(readable or failed)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
         return bool(poller.poll(0))
     except (OSError, ValueError):  # a closed or invalid descriptor
         return True
@@ -438,7 +462,7 @@ class CheckoutPolicy:
                 max_lifetime=cast(Any, self).max_lifetime,
             )
             and idle_and_intact(pgconn.status, pgconn.transaction_status)
-            and not socket_has_news(pgconn.socket)
+            and not socket_has_news(pgconn.socket, conn.news_poller)
         ):
             self._checked_out(conn, now, depth)
             return True
@@ -514,11 +538,12 @@ class CheckoutPolicy:
         conn.held = False
         conn.checkout_seq += 1
         conn.returned_at = now = monotonic()
-        if conn.broken or conn.closed:
+        pgconn = conn.pgconn
+        if pgconn.status != CONN_OK:  # closed or broken
             self._suspect_before = now
             return False
         return (
-            conn.pgconn.transaction_status != IDLE
+            pgconn.transaction_status != IDLE
             or conn.used
             or conn.session_changed
             or conn.autocommit is not self._autocommit

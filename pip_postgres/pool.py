@@ -264,12 +264,9 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
             if state is not None:
                 state.failed(error, kwargs)
             raise
-        if state is not None:
-            state.last_error = None
-            conn.pooled = True
+        conn.connected(state)
         # The open ``with conn:`` blocks, per thread: the checkout number each one started in.
         conn._blocks = {}
-        conn.created_at = conn.returned_at = monotonic()
         return conn
 
 
@@ -488,7 +485,8 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             the pool opens a new one in the background if it needs one. Default ``False``.
         :raises ValueError: ``key`` is not the key this connection was checked out with.
         """
-        self._release_key(conn, key)
+        if key is not None or self._key_of:
+            self._release_key(conn, key)
         if self._given_back(conn) and not close:
             self._restore(conn)
         elif close:
@@ -496,8 +494,6 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         super().putconn(conn)
 
     def _release_key(self, conn: PooledConnection, key: Hashable | None) -> None:
-        if key is None and not self._key_of:
-            return  # no keyed checkout (a connection's key is set before it is handed out)
         with self._keys_lock:
             held = self._key_of.get(id(conn))
             if key is not None and (held is None or held != key):

@@ -99,9 +99,7 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
             if state is not None:
                 state.failed(error, kwargs)
             raise
-        if state is not None:
-            state.last_error = None
-        conn.created_at = conn.returned_at = monotonic()
+        conn.connected(state)
         return conn
 
 
