@@ -26,6 +26,7 @@ from psycopg import pq
 from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
+from .fork import release
 from .redaction import SECRET_PARAMS, redact
 
 __all__ = ["CheckoutTimeout", "Leak"]
@@ -422,6 +423,18 @@ class CheckoutPolicy:
                 self._counters["leaks_reported"] += 1
                 leaks.append(Leak(self.name, held, "".join(stack)))
         return leaks
+
+    def _let_go_after_fork(self) -> None:
+        """In a forked child: release the parent's connections, idle or held, and close.
+
+        See :func:`pip_postgres.fork.release`: the parent's sessions are not touched.
+        """
+        pool: Any = self
+        inherited = [*pool._pool, *self._in_use.values()]
+        pool._pool.clear()
+        self._in_use.clear()
+        pool._closed = True
+        release(inherited)
 
     def _report_leaks(self, now: float) -> None:
         for leak in self._scan_leaks(now):

@@ -39,7 +39,6 @@ from .checkout import ACTIVE as _ACTIVE
 from .checkout import IDLE as _IDLE
 from .checkout import CheckoutMarks, CheckoutPolicy, CheckoutTimeout, Leak
 from .checkout import changes_session as _changes_session  # noqa: F401 (its old home)
-from .fork import release
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -337,13 +336,9 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :func:`pip_postgres.fork.release`), so that the parent's sessions go on; the pool is
         then closed. Its worker threads are the parent's and do not exist here.
         """
-        inherited = [*self._pool, *self._in_use.values()]
-        self._pool.clear()
-        self._in_use.clear()
-        self._closed = True
         self._stop_watch.set()
         self._watcher = None
-        release(inherited)
+        self._let_go_after_fork()
 
     def shutdown(self, grace: float) -> int:
         """Close the pool, then cut the connections still checked out after ``grace``.

@@ -288,6 +288,15 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
                 await watcher
         await super().close(timeout=timeout)
 
+    def detach_after_fork(self) -> None:
+        """In a child process after ``os.fork()``: let go of the parent's connections.
+
+        As :meth:`pip_postgres.pool.PostgresPool.detach_after_fork`; the pool's tasks belong
+        to the parent's event loop and are left alone.
+        """
+        self._watcher = None
+        self._let_go_after_fork()
+
     async def shutdown(self, grace: float) -> int:
         """Close the pool, then cut the connections still checked out after ``grace``.
 
