@@ -24,7 +24,6 @@ import select
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import checkout
 from .checkout import ACTIVE as _ACTIVE
 from .checkout import IDLE as _IDLE
-from .checkout import CheckoutMarks, CheckoutPolicy, CheckoutTimeout, Leak
+from .checkout import CheckoutMarks, CheckoutPolicy, CheckoutTimeout, Leak, _LastInFirstOut
 from .checkout import changes_session as _changes_session  # noqa: F401 (its old home)
 
 if TYPE_CHECKING:
@@ -125,20 +124,6 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
             state.last_error = None
         conn.created_at = conn.returned_at = monotonic()
         return conn
-
-
-class _LastInFirstOut(deque[Any]):
-    """psycopg_pool's queue of idle connections, served last in, first out.
-
-    psycopg_pool takes the connection that has been idle longest (``popleft``). Taking the one
-    returned last instead keeps a few connections busy and warm, and makes the validation
-    bypass window apply more often. psycopg_pool's shrinking after ``max_idle`` also takes
-    from this end: it closes the connection returned last, which costs the next checkout
-    nothing, since any idle connection serves.
-    """
-
-    def popleft(self) -> Any:
-        return self.pop()
 
 
 class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):

@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import checkout
 from .checkout import IDLE, CheckoutMarks, CheckoutPolicy, Leak
-from .pool import _LastInFirstOut, _shutdown_socket
+from .pool import _shutdown_socket
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -120,6 +120,8 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         ``on_leak``, once; 0 turns leak detection off (and the stack is not recorded).
     :param on_leak: called with each :class:`~pip_postgres.pool.Leak`.
     :param reset_session: ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
+    :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
+        returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
     :param pool_kwargs: passed on to :class:`psycopg_pool.AsyncConnectionPool`.
     """
 
@@ -132,6 +134,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         leak_threshold: float = 0.0,
         on_leak: Callable[[Leak], None] | None = None,
         reset_session: str = "auto",
+        idle_order: str = "lifo",
         **pool_kwargs: Any,
     ) -> None:
         kwargs = self._init_policy(
@@ -144,7 +147,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             open=False,
             **pool_kwargs,
         )
-        self._pool = _LastInFirstOut(self._pool)
+        self._pool = checkout.idle_queue(self._pool, idle_order)
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:

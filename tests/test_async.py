@@ -25,6 +25,7 @@ from pip_postgres import (
     AsyncPostgresPool,
     CheckoutTimeout,
     DefaultPostgresFactory,
+    PostgresConfig,
 )
 from pip_postgres.embedded import EmbeddedPostgres
 
@@ -280,6 +281,33 @@ async def test_idle_connections_are_served_last_in_first_out(pg: Server) -> None
         assert pid_first != pid_second
     finally:
         await component.close(None)
+
+
+async def test_idle_order_fifo_serves_the_longest_idle_and_a_bad_order_is_refused(
+    pg: Server,
+) -> None:
+    base = base_config(pg)
+    config = PostgresConfig.from_config(base)
+    pool = AsyncPostgresPool(
+        config.conninfo(),
+        kwargs=config.connect_kwargs(),
+        validation_bypass=60.0,
+        idle_order="fifo",
+        min_size=2,
+        max_size=2,
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        first, second = await pool.getconn(), await pool.getconn()
+        await pool.putconn(first)
+        await pool.putconn(second)
+        conn = await pool.getconn()
+        assert conn is first  # idle longest
+        await pool.putconn(conn)
+    finally:
+        await pool.close()
+    with pytest.raises(ValueError, match="idle_order must be lifo or fifo"):
+        AsyncPostgresPool("", kwargs={}, validation_bypass=1.0, idle_order="random")
 
 
 @pytest.mark.slow
