@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from psycopg import pq
 from psycopg.rows import tuple_row
@@ -114,11 +114,6 @@ class ConnectState:
     def __repr__(self) -> str:
         return "<pool connect state>"
 
-    def failed(self, error: BaseException, kwargs: Mapping[str, Any]) -> None:
-        """Keep the server's reason for a failed connection, without the secrets of ``kwargs``."""
-        secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
-        self.last_error = redact(str(error).strip(), secrets)
-
 
 class CheckoutMarks:
     """What a pooled connection knows of its age, its last use and its current holder.
@@ -143,6 +138,26 @@ class CheckoutMarks:
     #: Whether a statement that looks like it changes a session setting ran during the checkout
     #: (watched when ``reset_session`` is ``auto``; cleared when the checkout ends).
     session_changed: bool = False
+
+
+_M = TypeVar("_M", bound=CheckoutMarks)
+
+
+def connect_failed(
+    state: ConnectState | None, error: BaseException, kwargs: Mapping[str, Any]
+) -> None:
+    """Keep the server's reason for a failed connection, without the secrets of ``kwargs``."""
+    if state is not None:
+        secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
+        state.last_error = redact(str(error).strip(), secrets)
+
+
+def connected(state: ConnectState | None, conn: _M) -> _M:
+    """Stamp a new connection, and clear the last connection error."""
+    if state is not None:
+        state.last_error = None
+    conn.created_at = conn.returned_at = monotonic()
+    return conn
 
 
 def changes_session(query: object) -> bool:

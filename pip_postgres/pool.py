@@ -117,13 +117,9 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
         try:
             conn = super().connect(conninfo, **kwargs)
         except psycopg.Error as error:
-            if state is not None:
-                state.failed(error, kwargs)
+            checkout.connect_failed(state, error, kwargs)
             raise
-        if state is not None:
-            state.last_error = None
-        conn.created_at = conn.returned_at = monotonic()
-        return conn
+        return checkout.connected(state, conn)
 
 
 class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
