@@ -69,7 +69,7 @@ nitpick_ignore_regex = [
     # The private context manager that PostgresConnection.connection() returns.
     (r"py:class", r"pip_postgres\.connection\._Checkout"),
     (r"py:class", r"pip_postgres\.connection\._Held|pip_postgres\.connection\._PostgresComponent"),
-    (r"py:class", r"pip_postgres\.connection\._[PC]"),
+    (r"py:class", r"pip_postgres\.connection\._[PC]|pip_postgres\.checkout\._M"),
     # The type variables of the persistence classes (the item and its id).
     (r"py:(class|obj)", r"pip_postgres\.persistence\.[TK]"),
 ]
