@@ -72,7 +72,7 @@ nitpick_ignore_regex = [
     # documentation has no inventory we ship.
     (r"py:(class|exc)", r"psycopg2\..+"),
     (r"py:class", r"pip_postgres\.connection\._Held|pip_postgres\.connection\._PostgresComponent"),
-    (r"py:class", r"pip_postgres\.connection\._[PC]"),
+    (r"py:class", r"pip_postgres\.connection\._[PC]|pip_postgres\.checkout\._M"),
     # The type variables of the persistence classes (the item and its id).
     (r"py:(class|obj)", r"pip_postgres\.persistence\.[TK]"),
 ]

@@ -23,12 +23,13 @@ from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from psycopg import pq
 from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
+from .fork import release
 from .redaction import SECRET_PARAMS, redact
 
 __all__ = ["CheckoutTimeout", "Leak"]
@@ -49,8 +50,6 @@ CONN_OK = pq.ConnStatus.OK
 #: The ``options.reset_session`` modes.
 RESET_MODES = ("auto", "always", "never")
 
-#: The ``options.idle_order`` values.
-IDLE_ORDERS = ("lifo", "fifo")
 
 #: Command statuses of statements that change a session setting.
 SESSION_STATUS = (b"SET", b"RESET")
@@ -79,6 +78,37 @@ class Leak:
     stack: str
 
 
+class _LastInFirstOut(deque[Any]):
+    """psycopg_pool's queue of idle connections, served last in, first out.
+
+    psycopg_pool takes the connection that has been idle longest (``popleft``). Taking the one
+    returned last instead keeps a few connections busy and warm, and makes the validation
+    bypass window apply more often. psycopg_pool's shrinking after ``max_idle`` also takes
+    from this end: it closes the connection returned last, which costs the next checkout
+    nothing, since any idle connection serves.
+    """
+
+    def popleft(self) -> Any:
+        return self.pop()
+
+
+#: The ``idle_order`` values: which idle connection a checkout gets.
+IDLE_ORDERS = ("lifo", "fifo")
+
+
+def idle_queue(queue: deque[Any], idle_order: str) -> deque[Any]:
+    """psycopg_pool's queue of idle connections, served in ``idle_order``.
+
+    :param queue: the pool's queue (psycopg_pool 3.2 and 3.3 keep it in ``_pool``).
+    :param idle_order: ``lifo``, the connection returned last; ``fifo``, the one idle longest
+        (psycopg_pool's own order).
+    :raises ValueError: ``idle_order`` is neither.
+    """
+    if idle_order not in IDLE_ORDERS:
+        raise ValueError(f"idle_order must be lifo or fifo, got {idle_order!r}")
+    return _LastInFirstOut(queue) if idle_order == "lifo" else queue
+
+
 class ConnectState:
     """What the pool's connections tell it when they connect (shared, one per pool)."""
 
@@ -87,11 +117,6 @@ class ConnectState:
 
     def __repr__(self) -> str:
         return "<pool connect state>"
-
-    def failed(self, error: BaseException, kwargs: Mapping[str, Any]) -> None:
-        """Keep the server's reason for a failed connection, without the secrets of ``kwargs``."""
-        secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
-        self.last_error = redact(str(error).strip(), secrets)
 
 
 class CheckoutMarks:
@@ -124,40 +149,10 @@ class CheckoutMarks:
     #: Counts its checkouts and returns: a ``with conn:`` block that sees it changed knows
     #: that its checkout ended (and that the connection may be another holder's now).
     checkout_seq: int = 0
-    #: A poll object registered for its socket, made once when it connects, so that
-    #: :func:`socket_has_news` costs one system call at checkout (``None`` without
-    #: :func:`select.poll`, on Windows).
+    #: A poll object registered for its socket, made once when it connects
+    #: (:func:`connected`), so that :func:`socket_has_news` costs one system call at
+    #: checkout (``None`` where ``select.poll`` is missing: Windows).
     news_poller: Any = None
-
-    def connected(self, state: ConnectState | None) -> None:
-        """Stamp a connection just made; ``state``, its pool's, learns that connecting works.
-
-        :param state: the pool's connect state, or ``None`` for a connection of no pool.
-        """
-        if state is not None:
-            state.last_error = None
-            self.pooled = True
-        self.created_at = self.returned_at = monotonic()
-        if hasattr(select, "poll"):
-            self.news_poller = select.poll()
-            self.news_poller.register(
-                cast(Any, self).pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP
-            )
-
-
-class LastInFirstOut(deque[Any]):
-    """psycopg_pool's queue of idle connections, served last in, first out.
-
-    psycopg_pool takes the connection that has been idle longest (``popleft``). Taking the one
-    returned last instead keeps a few connections busy and warm, and makes the validation
-    bypass window apply more often. psycopg_pool's shrinking after ``max_idle`` also takes
-    from this end: it closes the connection returned last, which costs the next checkout
-    nothing, since any idle connection serves.
-    """
-
-    def popleft(self) -> Any:
-        return self.pop()
-
 
 def bypass_applies(
     now: float,
@@ -201,7 +196,7 @@ def socket_has_news(fd: int, poller: Any = None) -> bool:
     notice or notification. Any of these sends the connection to a validation round trip.
 
     :param fd: the socket.
-    :param poller: a :func:`select.poll` object already registered for ``fd``
+    :param poller: a ``select.poll`` object already registered for ``fd``
         (:attr:`CheckoutMarks.news_poller`); default: one is made for this call.
     """
     try:
@@ -214,6 +209,35 @@ def socket_has_news(fd: int, poller: Any = None) -> bool:
         return bool(poller.poll(0))
     except (OSError, ValueError):  # a closed or invalid descriptor
         return True
+
+
+_M = TypeVar("_M", bound=CheckoutMarks)
+
+
+def connect_failed(
+    state: ConnectState | None, error: BaseException, kwargs: Mapping[str, Any]
+) -> None:
+    """Keep the server's reason for a failed connection, without the secrets of ``kwargs``."""
+    if state is not None:
+        secrets = [str(kwargs[name]) for name in SECRET_PARAMS & kwargs.keys()]
+        state.last_error = redact(str(error).strip(), secrets)
+
+
+def connected(state: ConnectState | None, conn: _M) -> _M:
+    """Stamp a new connection, and clear the last connection error.
+
+    :param state: the pool's connect state, or ``None`` for a connection of no pool.
+    """
+    if state is not None:
+        state.last_error = None
+        conn.pooled = True
+    conn.created_at = conn.returned_at = monotonic()
+    if hasattr(select, "poll"):
+        conn.news_poller = select.poll()
+        conn.news_poller.register(
+            cast(Any, conn).pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP
+        )
+    return conn
 
 
 def changes_session(query: object) -> bool:
@@ -358,8 +382,8 @@ class CheckoutPolicy:
         detection off.
     :param on_leak: called with each :class:`Leak`.
     :param reset_session: ``auto``, ``always`` or ``never``.
-    :param idle_order: ``lifo`` or ``fifo``: see :attr:`idle_order`.
-    :raises ValueError: ``reset_session`` or ``idle_order`` is none of its values.
+    :param idle_order: ``lifo`` or ``fifo``: see :attr:`idle_order` and :func:`idle_queue`.
+    :raises ValueError: ``reset_session`` is none of its values.
     """
 
     #: When the end of a checkout resets the session with ``RESET ALL``: ``auto`` (if a
@@ -392,8 +416,6 @@ class CheckoutPolicy:
         """
         if reset_session not in RESET_MODES:
             raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
-        if idle_order not in IDLE_ORDERS:
-            raise ValueError(f"idle_order must be lifo or fifo, got {idle_order!r}")
         self.idle_order = idle_order
         self._cursor_factory: Any = cursors[reset_session]
         self._autocommit = bool(kwargs.get("autocommit", False))
@@ -418,16 +440,6 @@ class CheckoutPolicy:
             "connect_state": self._connect_state,
             "cursor_factory": self._cursor_factory,
         }
-
-    def _order_idle(self) -> None:
-        """Serve idle connections in :attr:`idle_order`; called once the pool is made.
-
-        psycopg_pool keeps its idle connections in the deque ``_pool`` (psycopg_pool 3.2 and
-        3.3; the test suite checks the order, so that a change there is noticed).
-        """
-        if self.idle_order == "lifo":
-            pool: Any = self
-            pool._pool = LastInFirstOut(pool._pool)
 
     @property
     def last_connect_error(self) -> str | None:
@@ -565,6 +577,18 @@ class CheckoutPolicy:
                 self._counters["leaks_reported"] += 1
                 leaks.append(Leak(self.name, held, "".join(stack)))
         return leaks
+
+    def _let_go_after_fork(self) -> None:
+        """In a forked child: release the parent's connections, idle or held, and close.
+
+        See :func:`pip_postgres.fork.release`: the parent's sessions are not touched.
+        """
+        pool: Any = self
+        inherited = [*pool._pool, *self._in_use.values()]
+        pool._pool.clear()
+        self._in_use.clear()
+        pool._closed = True
+        release(inherited)
 
     def _report_leaks(self, now: float) -> None:
         for leak in self._scan_leaks(now):

@@ -17,6 +17,7 @@ from pip_services4_components.config import IConfigurable
 from pip_services4_components.context import IContext
 from pip_services4_components.refer import IReferenceable
 
+from . import fork
 from .config import PostgresConfig
 from .connection import _Held, _PostgresComponent
 from .pool_async import AsyncPooledConnection, AsyncPostgresPool
@@ -112,6 +113,7 @@ class AsyncPostgresConnection(_PostgresComponent, IReferenceable, IConfigurable)
             config = self._connection_resolver.resolve(context, self._pool_options)
             self._database_name = await self._probe(context, config)
             self._connection, self._config = await self._start(context, config), config
+            fork.watch(self)
         self._log_opened(context, config)
 
     async def _probe(self, context: IContext | None, config: PostgresConfig) -> str:
@@ -158,6 +160,20 @@ class AsyncPostgresConnection(_PostgresComponent, IReferenceable, IConfigurable)
                 return
             cut = await pool.shutdown(config.options.shutdown_timeout)
         self._log_closed(context, config, cut)
+
+    def after_fork_in_child(self) -> None:
+        """Let go of the parent's pool in a child process; called right after ``os.fork()``.
+
+        The inherited connections are released without a word to the server (see
+        :func:`pip_postgres.fork.release`), so the parent's sessions go on. Unlike
+        :class:`~pip_postgres.PostgresConnection`, the component is then closed: the parent's
+        event loop does not run in the child, so the child opens it again in its own. Not
+        called by applications: :mod:`pip_postgres.fork` calls it.
+        """
+        self._lock = None  # bound to the parent's event loop
+        pool, self._connection = self._connection, None
+        if pool is not None:
+            pool.detach_after_fork()
 
     def get_connection(self) -> AsyncPostgresPool | None:
         """Get the shared pool, as the Pip.Services persistence components expect.

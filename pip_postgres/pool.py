@@ -47,7 +47,6 @@ from .checkout import (
     socket_has_news,
 )
 from .checkout import changes_session as _changes_session  # noqa: F401 (its old home)
-from .fork import release
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -261,10 +260,9 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
         try:
             conn = super().connect(conninfo, **kwargs)
         except psycopg.Error as error:
-            if state is not None:
-                state.failed(error, kwargs)
+            checkout.connect_failed(state, error, kwargs)
             raise
-        conn.connected(state)
+        conn = checkout.connected(state, conn)
         # The open ``with conn:`` blocks, per thread: the checkout number each one started in.
         conn._blocks = {}
         return conn
@@ -326,7 +324,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         super().__init__(
             conninfo, connection_class=PooledConnection, kwargs=kwargs, open=False, **pool_kwargs
         )
-        self._order_idle()
+        self._pool = checkout.idle_queue(self._pool, idle_order)
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         if open:
@@ -561,13 +559,9 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :func:`pip_postgres.fork.release`), so that the parent's sessions go on; the pool is
         then closed. Its worker threads are the parent's and do not exist here.
         """
-        inherited = [*self._pool, *self._in_use.values()]
-        self._pool.clear()
-        self._in_use.clear()
-        self._closed = True
         self._stop_watch.set()
         self._watcher = None
-        release(inherited)
+        self._let_go_after_fork()
 
     def shutdown(self, grace: float) -> int:
         """Close the pool, then cut the connections still checked out after ``grace``.

@@ -96,11 +96,9 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
         try:
             conn = await super().connect(conninfo, **kwargs)
         except psycopg.Error as error:
-            if state is not None:
-                state.failed(error, kwargs)
+            checkout.connect_failed(state, error, kwargs)
             raise
-        conn.connected(state)
-        return conn
+        return checkout.connected(state, conn)
 
 
 class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnection]):
@@ -145,7 +143,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             open=False,
             **pool_kwargs,
         )
-        self._order_idle()
+        self._pool = checkout.idle_queue(self._pool, idle_order)
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
@@ -288,6 +286,15 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await super().close(timeout=timeout)
+
+    def detach_after_fork(self) -> None:
+        """In a child process after ``os.fork()``: let go of the parent's connections.
+
+        As :meth:`pip_postgres.pool.PostgresPool.detach_after_fork`; the pool's tasks belong
+        to the parent's event loop and are left alone.
+        """
+        self._watcher = None
+        self._let_go_after_fork()
 
     async def shutdown(self, grace: float) -> int:
         """Close the pool, then cut the connections still checked out after ``grace``.

@@ -5,7 +5,9 @@ with uvloop where it is installed; every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import threading
 import uuid
 from typing import Any
 
@@ -23,6 +25,7 @@ from pip_postgres import (
     AsyncPostgresPool,
     CheckoutTimeout,
     DefaultPostgresFactory,
+    PostgresConfig,
 )
 from pip_postgres.embedded import EmbeddedPostgres
 
@@ -278,6 +281,33 @@ async def test_idle_connections_are_served_last_in_first_out(pg: Server) -> None
         assert pid_first != pid_second
     finally:
         await component.close(None)
+
+
+async def test_idle_order_fifo_serves_the_longest_idle_and_a_bad_order_is_refused(
+    pg: Server,
+) -> None:
+    base = base_config(pg)
+    config = PostgresConfig.from_config(base)
+    pool = AsyncPostgresPool(
+        config.conninfo(),
+        kwargs=config.connect_kwargs(),
+        validation_bypass=60.0,
+        idle_order="fifo",
+        min_size=2,
+        max_size=2,
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        first, second = await pool.getconn(), await pool.getconn()
+        await pool.putconn(first)
+        await pool.putconn(second)
+        conn = await pool.getconn()
+        assert conn is first  # idle longest
+        await pool.putconn(conn)
+    finally:
+        await pool.close()
+    with pytest.raises(ValueError, match="idle_order must be lifo or fifo"):
+        AsyncPostgresPool("", kwargs={}, validation_bypass=1.0, idle_order="random")
 
 
 @pytest.mark.slow
@@ -606,4 +636,44 @@ async def test_container_creates_configures_and_references_it(
         assert pg.password not in text
     finally:
         container.close(None)
+    assert backends(pg, name) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX-only")
+async def test_forked_child_opens_its_own_sessions_and_the_parent_keeps_its_own(
+    pg: Server,
+) -> None:
+    from .test_fork import in_child
+
+    name = app_name()
+    component = await opened(pg, max_pool_size=2, min_pool_size=2, application_name=name)
+    try:
+        parent_pids = await fill(component, 2)
+
+        def child() -> dict[str, Any]:
+            # The parent's pool is let go of; the child opens its own, in a loop of its own
+            # (a thread: the parent's loop is still marked running in this one).
+            closed = not component.is_open() and component.get_connection() is None
+            pids: set[int] = set()
+
+            async def own() -> None:
+                await component.open(None)
+                try:
+                    pids.update(await fill(component, 2))
+                finally:
+                    await component.close(None)
+
+            worker = threading.Thread(target=lambda: asyncio.run(own()))
+            worker.start()
+            worker.join(20)
+            return {"closed": closed, "pids": sorted(pids)}
+
+        report = in_child(child)
+        assert report["closed"] is True
+        assert report["pids"] and not set(report["pids"]) & parent_pids
+        # The very same sessions still answer in the parent.
+        assert await fill(component, 2) == parent_pids
+        assert await scalar(component, "SELECT 1") == 1
+    finally:
+        await component.close(None)
     assert backends(pg, name) == []

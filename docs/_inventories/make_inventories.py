@@ -60,6 +60,7 @@ PYTHON: list[Entry] = [
     ("dataclasses.dataclass", "py:function", "library/dataclasses.html"),
     ("dataclasses.field", "py:function", "library/dataclasses.html"),
     ("collections.abc", "py:module", "library/collections.abc.html"),
+    ("collections.deque", "py:class", "library/collections.html"),
     ("collections.abc.Mapping", "py:class", "library/collections.abc.html"),
     ("collections.abc.Sequence", "py:class", "library/collections.abc.html"),
     ("collections.abc.Iterator", "py:class", "library/collections.abc.html"),
