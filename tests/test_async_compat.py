@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from psycopg import pq
 
-from pip_postgres import AsyncPostgresConnection, AsyncPostgresPool
+from pip_postgres import AsyncPooledConnection, AsyncPostgresConnection, AsyncPostgresPool
+from pip_postgres.checkout import BLOCK_ENDS, block_end
 from pip_postgres.embedded import EmbeddedPostgres
 
 from .conftest import Server, admin_query, backends
@@ -140,3 +142,131 @@ async def test_restart_within_the_bypass_window_costs_no_error(pg: Server) -> No
         assert pool.get_stats()["connections_broken"] >= 2
     finally:
         await component.close(None)
+
+
+# `async with await pool.getconn() as conn:` ---------------------------------------------------
+
+
+async def test_putconn_inside_the_async_with_block_repeatedly(
+    component: AsyncPostgresConnection,
+) -> None:
+    pool = pool_of(component)
+    pids = set()
+    for _ in range(3 * pool.max_size + 5):
+        async with await pool.getconn() as conn:
+            await conn.execute("SELECT 1")
+            pids.add(conn.info.backend_pid)
+            await conn.commit()
+            await pool.putconn(conn)
+        assert not conn.closed  # psycopg's __aexit__ would have closed it
+    assert len(pids) == 1  # the same connection each time: none was closed and replaced
+    assert pool.get_stats()["connections_broken"] == 0
+    assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]
+
+
+async def test_exit_after_putconn_leaves_the_next_task_alone(
+    component: AsyncPostgresConnection, table: str
+) -> None:
+    # Task A's block gives the connection back; task B checks it out and opens a block of its
+    # own on it; A's block ends while B's transaction is open: it must neither commit nor
+    # close it (the blocks are kept per task: a shared stack would commit B's work here).
+    pool = pool_of(component)
+    given_back, b_inside, a_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def task_a() -> None:
+        async with await pool.getconn() as conn:
+            await conn.execute(f"INSERT INTO {table} VALUES (1)")
+            await conn.commit()
+            await pool.putconn(conn)
+            given_back.set()
+            await b_inside.wait()
+        a_done.set()
+
+    async def task_b() -> tuple[bool, pq.TransactionStatus]:
+        await given_back.wait()
+        conn = await pool.getconn()
+        try:
+            async with conn:
+                await conn.execute(f"INSERT INTO {table} VALUES (2)")
+                b_inside.set()
+                await a_done.wait()
+                seen = (conn.closed, conn.info.transaction_status)
+            return seen
+        finally:
+            await pool.putconn(conn)
+
+    _, (closed, status) = await asyncio.wait_for(asyncio.gather(task_a(), task_b()), 30)
+    assert not closed
+    assert status == pq.TransactionStatus.INTRANS  # A's block left B's transaction open
+    assert await count(component, table) == 2  # B's own block committed its insert
+
+
+async def test_exit_after_putconn_leaves_a_plain_holder_alone(
+    component: AsyncPostgresConnection, table: str
+) -> None:
+    pool = pool_of(component)
+    block = await pool.getconn()
+    await block.__aenter__()
+    await block.execute(f"INSERT INTO {table} VALUES (1)")
+    await block.commit()
+    await pool.putconn(block)
+    other = await pool.getconn()
+    assert other is block  # last in, first out: the same connection, another checkout
+    await other.execute(f"INSERT INTO {table} VALUES (2)")  # the new holder's transaction
+    await block.__aexit__(None, None, None)  # the first block ends: no commit, no close
+    assert not other.closed
+    assert other.info.transaction_status == pq.TransactionStatus.INTRANS
+    await other.rollback()
+    await pool.putconn(other)
+    assert await count(component, table) == 1  # the second insert was not committed
+
+
+async def test_exit_while_still_held_commits(
+    component: AsyncPostgresConnection, table: str
+) -> None:
+    pool = pool_of(component)
+    conn = await pool.getconn()
+    try:
+        async with conn:
+            await conn.execute(f"INSERT INTO {table} VALUES (1)")
+        assert not conn.closed
+        assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+    finally:
+        await pool.putconn(conn)  # would roll back anything left open
+    assert await count(component, table) == 1
+
+
+async def test_exit_while_still_held_rolls_back_on_error(
+    component: AsyncPostgresConnection, table: str
+) -> None:
+    pool = pool_of(component)
+    conn = await pool.getconn()
+    try:
+        with pytest.raises(ZeroDivisionError):
+            async with conn:
+                await conn.execute(f"INSERT INTO {table} VALUES (1)")
+                _ = 1 / 0
+        assert not conn.closed
+        assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+        await conn.commit()
+    finally:
+        await pool.putconn(conn)
+    assert await count(component, table) == 0
+
+
+async def test_a_connection_of_no_pool_closes_as_psycopg_does(pg: Server) -> None:
+    async with await AsyncPooledConnection.connect(pg.superuser_conninfo()) as conn:
+        await conn.execute("SELECT 1")
+    assert conn.closed
+
+
+def test_block_end_decisions() -> None:
+    # (pooled, block's checkout, current checkout, held, closed, failed): what the end does.
+    assert block_end(False, None, 0, False, False, False) == "close"  # psycopg's own
+    assert block_end(True, 3, 3, True, False, False) == "commit"
+    assert block_end(True, 3, 3, True, False, True) == "rollback"
+    assert block_end(True, 3, 4, False, False, False) == "nothing"  # given back inside
+    assert block_end(True, 3, 5, True, False, False) == "nothing"  # another holder's now
+    assert block_end(True, 3, 3, True, True, False) == "nothing"  # closed by its holder
+    assert block_end(True, None, 3, True, False, False) == "nothing"  # no block of this task
+    assert set(BLOCK_ENDS) == {"close", "nothing", "commit", "rollback"}
