@@ -6,6 +6,7 @@ and on uvloop, every wait bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -221,37 +222,25 @@ async def test_exit_after_putconn_leaves_a_plain_holder_alone(
     assert await count(component, table) == 1  # the second insert was not committed
 
 
-async def test_exit_while_still_held_commits(
-    component: AsyncPostgresConnection, table: str
+@pytest.mark.parametrize("failed", [False, True], ids=["commits", "rolls-back-on-error"])
+async def test_exit_while_still_held(
+    component: AsyncPostgresConnection, table: str, failed: bool
 ) -> None:
     pool = pool_of(component)
     conn = await pool.getconn()
     try:
-        async with conn:
-            await conn.execute(f"INSERT INTO {table} VALUES (1)")
-        assert not conn.closed
-        assert conn.info.transaction_status == pq.TransactionStatus.IDLE
-    finally:
-        await pool.putconn(conn)  # would roll back anything left open
-    assert await count(component, table) == 1
-
-
-async def test_exit_while_still_held_rolls_back_on_error(
-    component: AsyncPostgresConnection, table: str
-) -> None:
-    pool = pool_of(component)
-    conn = await pool.getconn()
-    try:
-        with pytest.raises(ZeroDivisionError):
+        with pytest.raises(ZeroDivisionError) if failed else contextlib.nullcontext():
             async with conn:
                 await conn.execute(f"INSERT INTO {table} VALUES (1)")
-                _ = 1 / 0
-        assert not conn.closed
+                if failed:
+                    _ = 1 / 0
+        assert not conn.closed  # still checked out, usable, its transaction ended
+        assert conn.info.transaction_status == pq.TransactionStatus.IDLE
         assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
         await conn.commit()
     finally:
-        await pool.putconn(conn)
-    assert await count(component, table) == 0
+        await pool.putconn(conn)  # would roll back anything left open
+    assert await count(component, table) == (0 if failed else 1)
 
 
 async def test_a_connection_of_no_pool_closes_as_psycopg_does(pg: Server) -> None:
