@@ -17,6 +17,7 @@ from pip_postgres import AsyncPostgresConnection, CheckoutTimeout
 
 from .conftest import Server, backends, base_config
 from .proxy import FaultProxy
+from .test_faults_network import SERVER_AWAY
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -183,14 +184,7 @@ async def test_server_away_checkouts_fail_clearly_then_pool_recovers_by_itself(
 ) -> None:
     """While nothing listens, checkouts fail with a clear error within their timeout, never
     hang; when the server is back, the pool recovers by itself, without close()/open()."""
-    component = await opened(
-        options__connect_timeout=1000,
-        options__reconnect_timeout=2000,
-        options__validation_bypass=0,
-        options__min_pool_size=1,
-        options__max_pool_size=2,
-        options__shutdown_timeout=2000,
-    )
+    component = await opened(**SERVER_AWAY)
     for _ in range(5):
         await select_one(component)
     proxy.refuse()
