@@ -14,6 +14,7 @@ import psycopg
 
 from pip_postgres import PostgresOptions
 
+from .aio import ASYNC_OURS, ASYNC_RAW, TARGET_VS_RAW, TASKS, THREADED_OURS
 from .contenders import CONTENDERS, OTHER_ORDER, OURS, OURS_OTHER
 from .server import Placement
 from .stats import median
@@ -166,6 +167,16 @@ def checks(
                 0.97,
                 False,
             )
+        add(
+            f"A2 {TASKS} asyncio tasks: ours async ÷ psycopg_pool AsyncConnectionPool, "
+            f"requests/s, at least {TARGET_VS_RAW:.2f}",
+            where,
+            results.ratio("A2", key, ASYNC_OURS, ASYNC_RAW),
+            TARGET_VS_RAW,
+            False,
+            _same(f"ours async ÷ ours threaded ({TASKS} threads)",
+                  results.ratio("A2", key, ASYNC_OURS, THREADED_OURS)),
+        )  # fmt: skip
         if where.delay:
             pipeline = results.ratio(
                 "W1", key, "transactional/ours-pipeline", "transactional/published"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import select
 import traceback
 from collections import deque
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Hashable, Mapping
 from dataclasses import dataclass
 from time import monotonic
 from typing import Any, TypeVar, cast
@@ -153,6 +153,65 @@ class CheckoutMarks:
     #: (:func:`connected`), so that :func:`socket_has_news` costs one system call at
     #: checkout (``None`` where ``select.poll`` is missing: Windows).
     news_poller: Any = None
+    #: The open ``with conn:`` blocks, per thread or task: the checkout number each one
+    #: started in (made when it connects; see :func:`block_started`).
+    open_blocks: dict[Hashable, list[int]]
+
+
+#: What the end of a ``with conn:`` block does: see :func:`block_end`.
+BLOCK_ENDS = ("close", "nothing", "commit", "rollback")
+
+
+def block_end(
+    pooled: bool, block_seq: int | None, seq: int, held: bool, closed: bool, failed: bool
+) -> str:
+    """What the end of a ``with conn:`` (or ``async with conn:``) block does.
+
+    psycopg2's ``with conn:`` ended the transaction and left the connection open; psycopg's
+    also closes it, unless psycopg_pool lent it. A pool of this package never lets a block
+    close one of its connections: code that gives the connection back inside the block and
+    then leaves it would otherwise close a connection that is idle in the pool, or another
+    holder's.
+
+    :param pooled: the connection belongs to a pool of this package.
+    :param block_seq: the checkout number (:attr:`CheckoutMarks.checkout_seq`) the block
+        started in; ``None`` if no block of this thread or task is open.
+    :param seq: the connection's checkout number now.
+    :param held: whether it is checked out now.
+    :param closed: whether it is closed.
+    :param failed: whether the block raised.
+    :return: ``"close"``, psycopg's own end (commit, or roll back, then close: a connection of
+        no pool); ``"nothing"``, the block's checkout ended (the block gave it back) or it is
+        closed; ``"commit"`` or ``"rollback"`` (if the block raised), still the block's
+        checkout, which stays checked out.
+    """
+    if not pooled:
+        return "close"
+    if block_seq != seq or not held or closed:
+        return "nothing"
+    return "rollback" if failed else "commit"
+
+
+def block_started(conn: CheckoutMarks, key: Hashable) -> None:
+    """Remember the checkout a ``with conn:`` block opened by ``key`` starts in.
+
+    :param key: what runs the block: a thread's id (sync) or an asyncio task (async).
+    """
+    if conn.pooled:
+        conn.open_blocks.setdefault(key, []).append(conn.checkout_seq)
+
+
+def block_ended(conn: CheckoutMarks, key: Hashable, failed: bool) -> str:
+    """Forget the innermost open block of ``key``; what its end does (:func:`block_end`)."""
+    seq = None
+    if conn.pooled:
+        blocks = conn.open_blocks.get(key)
+        seq = blocks.pop() if blocks else None
+        if not blocks:
+            conn.open_blocks.pop(key, None)
+    closed: bool = cast(Any, conn).closed
+    return block_end(conn.pooled, seq, conn.checkout_seq, conn.held, closed, failed)
+
 
 def bypass_applies(
     now: float,
@@ -232,6 +291,7 @@ def connected(state: ConnectState | None, conn: _M) -> _M:
         state.last_error = None
         conn.pooled = True
     conn.created_at = conn.returned_at = monotonic()
+    conn.open_blocks = {}
     if hasattr(select, "poll"):
         conn.news_poller = select.poll()
         conn.news_poller.register(

@@ -208,12 +208,9 @@ def cursor_class(reset_session: str, psycopg2_compat: bool) -> type[psycopg.Curs
 class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
     """A psycopg connection that knows its age, its last use and its current holder."""
 
-    _blocks: dict[int, list[int]]
-
     def __enter__(self) -> Self:
         """Start a ``with conn:`` block: remember which checkout it belongs to."""
-        if self.pooled:
-            self._blocks.setdefault(threading.get_ident(), []).append(self.checkout_seq)
+        checkout.block_started(self, threading.get_ident())
         return self
 
     def __exit__(
@@ -228,25 +225,18 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
         rolled back, if the block raised), and stays checked out. If the block already gave it
         back (``pool.putconn(conn)`` inside the block), nothing is done: it is idle in the
         pool, or another holder's. A connection of no pool behaves as psycopg's: committed
-        or rolled back, then closed.
+        or rolled back, then closed. See :func:`pip_postgres.checkout.block_end`.
         """
-        if not self.pooled:
+        end = checkout.block_ended(self, threading.get_ident(), exc_type is not None)
+        if end == "close":
             super().__exit__(exc_type, exc_val, exc_tb)
-            return
-        ident = threading.get_ident()
-        blocks = self._blocks.get(ident)
-        seq = blocks.pop() if blocks else None
-        if not blocks:
-            self._blocks.pop(ident, None)
-        if seq != self.checkout_seq or not self.held or self.closed:
-            return
-        if exc_type is None:
+        elif end == "commit":
             self.commit()
-            return
-        # Keep the block's exception: a connection that cannot roll back is cleaned (or
-        # replaced) when it is given back.
-        with contextlib.suppress(psycopg.Error):
-            self.rollback()
+        elif end == "rollback":
+            # Keep the block's exception: a connection that cannot roll back is cleaned (or
+            # replaced) when it is given back.
+            with contextlib.suppress(psycopg.Error):
+                self.rollback()
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -262,10 +252,7 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
         except psycopg.Error as error:
             checkout.connect_failed(state, error, kwargs)
             raise
-        conn = checkout.connected(state, conn)
-        # The open ``with conn:`` blocks, per thread: the checkout number each one started in.
-        conn._blocks = {}
-        return conn
+        return checkout.connected(state, conn)
 
 
 class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from time import monotonic
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -83,6 +84,37 @@ _CURSORS: dict[str, type[psycopg.AsyncCursor[TupleRow]]] = {
 
 class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
     """A psycopg async connection that knows its age, its last use and its current holder."""
+
+    async def __aenter__(self) -> Self:
+        """Start an ``async with conn:`` block: remember which checkout it belongs to."""
+        checkout.block_started(self, asyncio.current_task())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """End an ``async with conn:`` block, and never close a pool's connection.
+
+        As :meth:`pip_postgres.pool.PooledConnection.__exit__`, per task rather than per
+        thread: a connection whose checkout is still the block's own is committed (or rolled
+        back, if the block raised) and stays checked out; one the block gave back
+        (``await pool.putconn(conn)`` inside it) is left alone, idle in the pool or another
+        task's; a connection of no pool is committed or rolled back, then closed, as
+        psycopg's. See :func:`pip_postgres.checkout.block_end`.
+        """
+        end = checkout.block_ended(self, asyncio.current_task(), exc_type is not None)
+        if end == "close":
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+        elif end == "commit":
+            await self.commit()
+        elif end == "rollback":
+            # Keep the block's exception: a connection that cannot roll back is cleaned (or
+            # replaced) when it is given back.
+            with contextlib.suppress(psycopg.Error):
+                await self.rollback()
 
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:

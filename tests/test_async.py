@@ -18,7 +18,7 @@ from pip_services4_components.config import ConfigParams
 from pip_services4_components.refer import Descriptor
 from psycopg import pq
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolClosed
+from psycopg_pool import AsyncConnectionPool, PoolClosed, TooManyRequests
 
 from pip_postgres import (
     AsyncPostgresConnection,
@@ -197,6 +197,51 @@ async def test_many_tasks_on_a_small_pool(pg: Server) -> None:
         assert results == list(range(64))
         stats = pool_of(component).get_stats()
         assert stats["pool_size"] <= 4
+    finally:
+        await component.close(None)
+
+
+async def test_exhaustion_with_short_timeout_losers_get_a_clear_error(pg: Server) -> None:
+    component = await opened(pg, max_pool_size=4, min_pool_size=4)
+    try:
+        await fill(component, 4)  # four connections idle: the first four tasks get one at once
+
+        async def work() -> BaseException | None:
+            try:
+                async with component.connection(timeout=0.1) as conn:
+                    await conn.execute("SELECT pg_sleep(0.3)")  # held past the others' wait
+            except Exception as error:
+                return error
+            return None
+
+        outcomes = await asyncio.wait_for(asyncio.gather(*(work() for _ in range(64))), 60)
+        errors = [outcome for outcome in outcomes if outcome is not None]
+        assert len(outcomes) - len(errors) >= 4 and errors
+        assert all(isinstance(error, CheckoutTimeout) for error in errors), errors
+        message = str(errors[0])
+        assert "max_pool_size=4" in message and "after waiting 0.10 s" in message
+        # Afterwards every connection is back in the pool and the pool still works.
+        stats = pool_of(component).get_stats()
+        assert stats["pool_available"] == stats["pool_size"]
+        assert await run_checkouts(component, 4) == []
+    finally:
+        await component.close(None)
+
+
+async def test_max_waiting_refuses_the_queue_overflow(pg: Server) -> None:
+    component = await opened(pg, max_pool_size=1, max_waiting=1)
+    try:
+        pool = pool_of(component)
+        async with component.connection():
+            waiter = asyncio.create_task(scalar(component, "SELECT 1"))
+            for _ in range(250):  # at most 5 s for the waiter to queue
+                if pool.get_stats().get("requests_waiting", 0) >= 1:
+                    break
+                await asyncio.sleep(0.02)
+            with pytest.raises(TooManyRequests):
+                async with component.connection(timeout=5):
+                    pass
+        assert await asyncio.wait_for(waiter, 10) == 1  # the one queued got its turn
     finally:
         await component.close(None)
 

@@ -17,6 +17,7 @@ from pip_postgres import AsyncPostgresConnection, CheckoutTimeout
 
 from .conftest import Server, backends, base_config
 from .proxy import FaultProxy
+from .test_faults_network import SERVER_AWAY
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -175,3 +176,39 @@ async def test_task_cancelled_while_validating_loses_no_connection(
     async with component.connection(timeout=10), component.connection(timeout=10):
         pass
     assert not pool._in_use
+
+
+@pytest.mark.timeout(60)
+async def test_server_away_checkouts_fail_clearly_then_pool_recovers_by_itself(
+    proxy: FaultProxy, opened: Opener
+) -> None:
+    """While nothing listens, checkouts fail with a clear error within their timeout, never
+    hang; when the server is back, the pool recovers by itself, without close()/open()."""
+    component = await opened(**SERVER_AWAY)
+    for _ in range(5):
+        await select_one(component)
+    proxy.refuse()
+    errors: list[CheckoutTimeout] = []
+    for _ in range(3):
+        with pytest.raises(CheckoutTimeout) as caught:
+            await asyncio.wait_for(select_one(component), 1.0 + MARGIN + 3)
+        errors.append(caught.value)
+    message = str(errors[-1])
+    assert "max_pool_size=2" in message
+    assert "after waiting 1.00 s" in message
+    assert "the last connection attempt failed" in message
+    assert "refused" in message.lower()
+    proxy.restore()
+    recovered = False
+    for _ in range(15):  # at most 15 checkouts of 1 s
+        try:
+            await asyncio.wait_for(select_one(component, timeout=1.0), 1.0 + MARGIN + 3)
+        except CheckoutTimeout:
+            continue
+        recovered = True
+        break
+    assert recovered, "the pool did not recover within 15 checkouts of the server's return"
+    # Back in shape: every checkout works, with no close()/open() in between.
+    assert component.is_open()
+    for _ in range(10):
+        await asyncio.wait_for(select_one(component, timeout=10), 15)

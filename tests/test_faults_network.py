@@ -38,6 +38,17 @@ pytestmark = pytest.mark.slow
 #: a busy machine, the proxy's polling. Generous on purpose; it proves "returns", not "fast".
 MARGIN = 2.0
 
+#: The options of the "server away" tests (sync and async): checkouts of 1 s, every checkout
+#: validated, a pool of 1 to 2.
+SERVER_AWAY: dict[str, Any] = {
+    "options__connect_timeout": 1000,
+    "options__reconnect_timeout": 2000,
+    "options__validation_bypass": 0,
+    "options__min_pool_size": 1,
+    "options__max_pool_size": 2,
+    "options__shutdown_timeout": 2000,
+}
+
 Record = Callable[[str, object], None]
 
 
@@ -238,14 +249,7 @@ def test_server_away_checkouts_fail_clearly_then_pool_recovers_by_itself(
     timeout, never hang; when it is back, the pool recovers by itself, without close()/open().
     """
     connect_timeout = 1.0
-    component = opened(
-        options__connect_timeout=1000,
-        options__reconnect_timeout=2000,
-        options__validation_bypass=0,
-        options__min_pool_size=1,
-        options__max_pool_size=2,
-        options__shutdown_timeout=2000,
-    )
+    component = opened(**SERVER_AWAY)
     for _ in range(5):
         select_one(component)
 
