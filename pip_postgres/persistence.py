@@ -148,6 +148,16 @@ def _columns(select: Select) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(name) for name in select)
 
 
+def _index_key(key: str | sql.Composable) -> sql.Composable:
+    """An index column: a name (quoted), or an expression (text in parentheses, or SQL)."""
+    if not isinstance(key, str):
+        return key
+    stripped = key.strip()
+    if stripped.startswith("(") and stripped.endswith(")"):
+        return sql.SQL(stripped)
+    return sql.Identifier(key)
+
+
 def _json_default(value: object) -> object:
     """How the JSON variant stores what JSON has no type for."""
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
@@ -370,19 +380,19 @@ class PostgresPersistence(
         """Add a ``CREATE INDEX IF NOT EXISTS`` on the table to the schema.
 
         :param name: the index name (created in the table's schema, as PostgreSQL does).
-        :param keys: the columns: a mapping of column name (quoted) to direction, or
-            (column, direction) pairs where a column may also be a
-            :class:`psycopg.sql.Composable` expression such as ``sql.SQL("(data->>'name')")``;
-            the direction is ascending when truthy, descending when falsy (``False``, ``0``;
+        :param keys: the columns: a mapping of column name to direction, or (column,
+            direction) pairs. A column name is quoted, except a name in parentheses, which is
+            an expression (trusted text, as in the published classes:
+            ``{"(data->>'name')": 1}``); a column may also be a
+            :class:`psycopg.sql.Composable` expression such as ``sql.SQL("(data->>'name')")``.
+            The direction is ascending when truthy, descending when falsy (``False``, ``0``;
             note that ``-1`` is truthy).
         :param options: ``unique`` (bool), ``type`` (the index method, e.g. ``"gin"``).
         """
         options = options or {}
         items = keys.items() if isinstance(keys, Mapping) else keys
         columns = [
-            (sql.Identifier(key) if isinstance(key, str) else key)
-            + sql.SQL("" if ascending else " DESC")
-            for key, ascending in items
+            _index_key(key) + sql.SQL("" if ascending else " DESC") for key, ascending in items
         ]
         method = str(options.get("type") or "").strip()
         if method.lower().startswith("using "):
@@ -807,8 +817,12 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         self._auto_generate_id: bool = True
 
     def _convert_from_public_partial(self, value: Mapping[str, Any]) -> Row:
-        """Convert the fields of ``update_partially()`` to columns (dicts as JSON)."""
-        return _jsonb_dicts(dict(value))
+        """Convert the fields of ``update_partially()`` to columns.
+
+        Goes through :meth:`_convert_from_public`, as the published classes do, so that a
+        conversion written there applies to partial updates too.
+        """
+        return self._convert_from_public(dict(value))
 
     def _by_id(self, head: sql.Composable) -> sql.Composed:
         return head + sql.SQL(' WHERE "id" = %s RETURNING *')
@@ -1001,7 +1015,8 @@ class IdentifiableJsonPostgresPersistence(IdentifiablePostgresPersistence[T, K])
         if "id" in row:  # a whole item (update): replace the document
             return super()._update(context, id, row)
         query = self._by_id(
-            sql.SQL('UPDATE {} SET "data" = coalesce("data", \'{{}}\'::jsonb) || %s').format(
+            # Cast, so that a JSON column (``_ensure_table(data_type="JSON")``) merges too.
+            sql.SQL('UPDATE {} SET "data" = coalesce("data"::jsonb, \'{{}}\'::jsonb) || %s').format(
                 self._table_identifier()
             )
         )

@@ -781,3 +781,183 @@ def test_base_class_with_server_made_ids_and_trace_logging(
     logged = logs.text()
     assert f'Created in "{persistence._table_name}" with id = None' in logged
     assert f'Deleted 1 items from "{persistence._table_name}"' in logged
+
+
+# -- review: checkouts after errors, conversion hooks, exact types, schema races ----------------
+
+
+def test_every_checkout_returns_after_failing_statements(
+    beacons: Beacons, component: PostgresConnection
+) -> None:
+    beacons.create(None, {"id": "b1", "label": "before"})
+    update = sql.SQL("UPDATE {} SET label = 'changed'").format(beacons._table_identifier())
+    # A custom operation whose second statement fails.
+    with pytest.raises(psycopg.errors.DivisionByZero), beacons._cursor() as cursor:
+        cursor.execute(update)
+        cursor.execute("SELECT 1 / 0")
+    assert pool_idle(component)[0] == pool_idle(component)[1]
+    with pytest.raises(psycopg.errors.UndefinedColumn):  # the count of a page fails
+        beacons.get_page_by_filter(None, "no_such_column = 1", PagingParams(0, 1, True))
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        beacons.update_partially(None, "b1", {"no_such_column": 1})
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        beacons.set(None, {"id": "b1", "price": "not a number"})
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        beacons.create(None, {"id": "b1"})
+    size, available = pool_idle(component)
+    assert size == available
+    item = beacons.get_one_by_id(None, "b1")  # the first UPDATE was rolled back
+    assert item is not None and item["label"] == "before"
+
+
+class Renamed(Beacons):
+    """Public items have ``name`` where the table has ``label``: both hooks do the renaming."""
+
+    def _convert_to_public(self, value: dict[str, Any]) -> Item:
+        row = dict(value)
+        if "label" in row:
+            row["name"] = row.pop("label")
+        return row
+
+    def _convert_from_public(self, value: Any) -> dict[str, Any]:
+        row = super()._convert_from_public(value)
+        if "name" in row:
+            row["label"] = row.pop("name")
+        return row
+
+
+def test_conversion_hooks_on_every_path(component: PostgresConnection) -> None:
+    with open_on(Renamed(unique("renamed")), component) as persistence:
+        created = persistence.create(None, {"id": "r1", "name": "one"})
+        assert created is not None and created["name"] == "one" and "label" not in created
+        assert persistence.set(None, {"id": "r2", "name": "two"})["name"] == "two"  # type: ignore[index]
+        assert persistence.update(None, {"id": "r2", "name": "deux"})["name"] == "deux"  # type: ignore[index]
+        # update_partially goes through _convert_from_public, as in the published classes.
+        partial = persistence.update_partially(None, "r1", {"name": "un"})
+        assert partial is not None and partial["name"] == "un"
+        assert persistence.get_one_by_id(None, "r1")["name"] == "un"  # type: ignore[index]
+        by_ids = persistence.get_list_by_ids(None, ["r1", "r2"])
+        assert sorted(item["name"] for item in by_ids) == ["deux", "un"]
+        page = persistence.get_page_by_filter(None, None, PagingParams(0, 10, True), "id")
+        assert [item["name"] for item in page.data] == ["un", "deux"] and page.total == 2
+        listed = persistence.get_list_by_filter(None, "label = 'un'")
+        assert [item["name"] for item in listed] == ["un"]
+        assert persistence.get_one_random(None, "label = 'deux'")["name"] == "deux"  # type: ignore[index]
+        assert persistence.delete_by_id(None, "r2")["name"] == "deux"  # type: ignore[index]
+
+
+class Exact(IdentifiablePostgresPersistence[Item, str]):
+    """Columns that keep a value exactly as it went in."""
+
+    def _define_schema(self) -> None:
+        self._ensure_schema(
+            sql.SQL(
+                "CREATE TABLE {} (id TEXT PRIMARY KEY, local TIMESTAMP, aware TIMESTAMPTZ, "
+                "day DATE, at TIME, amount NUMERIC, flag BOOLEAN, doc JSONB, list JSONB)"
+            ).format(self._table_identifier())
+        )
+
+
+def test_exact_types_survive_the_round_trip(component: PostgresConnection) -> None:
+    from psycopg.types.json import Jsonb
+
+    item: Item = {
+        "id": "exact",
+        "local": dt.datetime(2024, 7, 1, 12, 30, 15, 999999),  # naive, in a TIMESTAMP column
+        "aware": dt.datetime(2024, 7, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+        "day": dt.date(2000, 2, 29),
+        "at": dt.time(23, 59, 59, 1),
+        "amount": Decimal("-123456789012345678901234567890.123456789012345678901"),
+        "flag": True,
+        "doc": {"a": {"b": [None, False, 1.25, "x", {"c": {}}]}},
+        "list": None,
+    }
+    with open_on(Exact(unique("exact")), component) as persistence:
+        assert persistence.create(None, item) == item
+        stored = persistence.get_one_by_id(None, "exact")
+        assert stored == item
+        assert stored is not None and stored["local"].tzinfo is None
+        assert stored["aware"].utcoffset() is not None
+        # A list is a PostgreSQL array; for a JSON column, wrap it in Jsonb.
+        documents = [{"k": 1}, [2, None]]
+        changed = persistence.update_partially(None, "exact", {"list": Jsonb(documents)})
+        assert changed is not None and changed["list"] == documents
+        empty = persistence.create(None, {"id": "empty"})
+        assert empty == {**dict.fromkeys(item, None), "id": "empty"}
+
+
+def test_json_variant_stores_what_json_lacks_as_strings(json_beacons: JsonBeacons) -> None:
+    item: Item = {
+        "id": "j2",
+        "day": dt.date(2024, 2, 29),
+        "local": dt.datetime(2024, 2, 29, 8, 0, 1),
+        "at": dt.time(7, 6, 5),
+        "amount": Decimal("12345678901234567890.123456789"),
+        "uuid": uuid.UUID(int=1),
+        "nested": {"deep": {"deeper": [True, False, None, {"x": "y"}]}},
+    }
+    expected = {
+        **item,
+        "day": "2024-02-29",
+        "local": "2024-02-29T08:00:01",
+        "at": "07:06:05",
+        "amount": "12345678901234567890.123456789",
+        "uuid": "00000000-0000-0000-0000-000000000001",
+    }
+    assert json_beacons.create(None, item) == expected
+    assert json_beacons.get_one_by_id(None, "j2") == expected
+    with pytest.raises(TypeError, match="type set cannot be stored as JSON"):
+        json_beacons.create(None, {"id": "j3", "tags": {"a"}})
+
+
+def test_json_variant_on_a_json_column_and_an_expression_index(
+    component: PostgresConnection,
+) -> None:
+    class Keys(IdentifiableJsonPostgresPersistence[Item, str]):
+        def _define_schema(self) -> None:
+            self._ensure_table(data_type="JSON")
+            # As written for the published classes: an expression key in parentheses.
+            self._ensure_index(f"{self._table_name}_key", {"(data->>'key')": 1}, {"unique": True})
+
+    with open_on(Keys(unique("keys")), component) as persistence:
+        persistence.create(None, {"id": "k1", "key": "a", "n": 1})
+        merged = persistence.update_partially(None, "k1", AnyValueMap({"n": 2, "m": [1]}))
+        assert merged == {"id": "k1", "key": "a", "n": 2, "m": [1]}
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            persistence.create(None, {"id": "k2", "key": "a"})
+
+
+def test_components_opening_at_once_create_the_schema_once(
+    pg: Server, component: PostgresConnection
+) -> None:
+    class Plain(IdentifiablePostgresPersistence[Item, str]):
+        def _define_schema(self) -> None:  # no IF NOT EXISTS: it must run exactly once
+            self._ensure_schema(f"CREATE TABLE {self._quoted_table_name()} (id TEXT PRIMARY KEY)")
+
+    names = [unique("race") for _ in range(3)]
+    components = [Plain(name) for name in names for _ in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(components))
+
+    def open_one(persistence: Plain) -> None:
+        try:
+            persistence.set_references(References.from_tuples(CONNECTION, component))
+            start.wait(timeout=30)
+            persistence.open(None)
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=open_one, args=(c,), daemon=True) for c in components]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    try:
+        assert not any(worker.is_alive() for worker in workers)
+        assert errors == []
+        assert all(persistence.is_open() for persistence in components)
+        assert all(table_exists(pg, name) for name in names)
+    finally:
+        for persistence in components:
+            persistence.close(None)
+        admin_query(pg, "DROP TABLE IF EXISTS " + ", ".join(names))
