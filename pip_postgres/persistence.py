@@ -819,7 +819,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
     def _convert_from_public_partial(self, value: Mapping[str, Any]) -> Row:
         """Convert the fields of ``update_partially()`` to columns.
 
-        Goes through :meth:`_convert_from_public`, as the published classes do, so that a
+        Goes through ``_convert_from_public()``, as in the published classes, so that a
         conversion written there applies to partial updates too.
         """
         return self._convert_from_public(dict(value))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import textwrap
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -616,31 +618,41 @@ def test_shared_connection_stays_open_after_close(
 # -- concurrency -----------------------------------------------------------------------------
 
 
-def test_sixteen_concurrent_writers(beacons: Beacons, component: PostgresConnection) -> None:
-    threads, per_thread = 16, 20
+def run_threads(target: Any, arguments: list[Any]) -> list[BaseException]:
+    """Run ``target(argument)`` in a thread for each argument, all started together (each
+    waits for the others at ``target``'s own barrier); the errors they raised."""
     errors: list[BaseException] = []
-    ids: list[list[str]] = [[] for _ in range(threads)]
-    start = threading.Barrier(threads)
 
-    def writer(index: int) -> None:
+    def run(argument: Any) -> None:
         try:
-            start.wait(timeout=30)
-            for number in range(per_thread):
-                item = beacons.create(None, {"site_id": f"t{index}", "hits": 0})
-                assert item is not None
-                ids[index].append(item["id"])
-                beacons.update_partially(None, item["id"], {"hits": number})
-                beacons.set(None, {"id": f"shared{number % 4}", "label": f"t{index}"})
+            target(argument)
         except BaseException as error:
             errors.append(error)
 
-    workers = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(threads)]
+    workers = [threading.Thread(target=run, args=(a,), daemon=True) for a in arguments]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=120)
     assert not any(worker.is_alive() for worker in workers)
-    assert errors == []
+    return errors
+
+
+def test_sixteen_concurrent_writers(beacons: Beacons, component: PostgresConnection) -> None:
+    threads, per_thread = 16, 20
+    ids: list[list[str]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def writer(index: int) -> None:
+        start.wait(timeout=30)
+        for number in range(per_thread):
+            item = beacons.create(None, {"site_id": f"t{index}", "hits": 0})
+            assert item is not None
+            ids[index].append(item["id"])
+            beacons.update_partially(None, item["id"], {"hits": number})
+            beacons.set(None, {"id": f"shared{number % 4}", "label": f"t{index}"})
+
+    assert run_threads(writer, list(range(threads))) == []
     every = [item_id for mine in ids for item_id in mine]
     assert len(set(every)) == threads * per_thread
     assert beacons.get_count_by_filter(None, "site_id IS NOT NULL") == threads * per_thread
@@ -654,77 +666,98 @@ def test_sixteen_concurrent_writers(beacons: Beacons, component: PostgresConnect
     assert size == available  # every checkout returned
 
 
-# -- the worked example of docs/persistence.rst ------------------------------------------------
+# -- the code of docs/persistence.rst, run as it is written -------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "persistence.rst"
 
 
-class BeaconsPersistence(IdentifiablePostgresPersistence[Item, str]):
-    """As in docs/persistence.rst, with the table name made unique for the test."""
-
-    def _define_schema(self) -> None:
-        self._clear_schema()
-        self._ensure_schema(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, site_id TEXT NOT NULL,"
-                " udi TEXT NOT NULL, label TEXT, center JSONB, radius NUMERIC(10, 2))"
-            ).format(self._table_identifier())
-        )
-        self._ensure_index(f"{self._table_name}_site", {"site_id": True})
-        self._ensure_index(f"{self._table_name}_udi", {"udi": True}, {"unique": True})
-
-    def _compose_filter(self, filter: FilterParams | None) -> tuple[sql.Composed | None, list[Any]]:
-        filter = filter or FilterParams()
-        conditions: list[sql.Composable] = []
-        params: list[Any] = []
-        for column in ("id", "site_id", "udi", "label"):
-            value = filter.get_as_nullable_string(column)
-            if value is not None:
-                conditions.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-                params.append(value)
-        udis = filter.get_as_nullable_string("udis")
-        if udis:
-            conditions.append(sql.SQL("udi = ANY(%s)"))
-            params.append(udis.split(","))
-        return (sql.SQL(" AND ").join(conditions) if conditions else None), params
-
-    def get_page_by_filter(  # type: ignore[override]
-        self, context: Any, filter: Any, paging: Any, sort: Any = None, select: Any = None,
-        *, params: Any = None,
-    ) -> Any:  # fmt: skip
-        if isinstance(filter, FilterParams) or filter is None:
-            filter, params = self._compose_filter(filter)
-        return super().get_page_by_filter(
-            context, filter, paging, sort or "id", select, params=params
-        )
+def docs_code(containing: str) -> str:
+    """The ``code-block:: python`` of docs/persistence.rst that contains ``containing``."""
+    blocks = re.findall(
+        r"^( *)\.\. code-block:: python\n\n((?:\1   .*\n|\n)+)", DOCS.read_text(), re.MULTILINE
+    )
+    found = [textwrap.dedent(code) for _, code in blocks if containing in code]
+    assert len(found) == 1, f"one python block of {DOCS.name} contains {containing!r}"
+    return found[0]
 
 
-def test_worked_example_of_the_docs(pg: Server, base_config_table: ConfigParams) -> None:
-    persistence = BeaconsPersistence()
-    persistence.configure(base_config_table)
-    persistence.open(None)
+def run_docs_code(containing: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    exec(compile(docs_code(containing), str(DOCS), "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture
+def docs_schema(pg: Server) -> Iterator[str]:
+    """A schema of its own for the docs' fixed table and index names."""
+    schema = unique("docs")
+    admin_query(pg, f"CREATE SCHEMA {schema} AUTHORIZATION {pg.user}")
     try:
-        beacon = persistence.create(
-            None,
-            {"site_id": "1", "udi": "00001", "label": "TestBeacon1",
-             "center": {"type": "Point", "coordinates": [0, 0]}, "radius": 50},
-        )  # fmt: skip
-        assert beacon is not None and len(beacon["id"]) == 32
-        assert beacon["radius"] == Decimal("50.00")
-        persistence.create(None, {"site_id": "2", "udi": "00002"})
-        page = persistence.get_page_by_filter(
-            None, FilterParams.from_tuples("site_id", "1"), PagingParams(0, 10, True)
-        )
-        assert page.data == [beacon] and page.total == 1
+        yield schema
+    finally:
+        admin_query(pg, f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_worked_example_of_the_docs(pg: Server, docs_schema: str) -> None:
+    from .conftest import base_config
+
+    class TestServerConfig(ConfigParams):
+        """The docs' configuration, with the test server's address and credentials."""
+
+        @staticmethod
+        def from_tuples(*tuples: Any) -> ConfigParams:
+            config = ConfigParams.from_tuples(*tuples)
+            assert {"connection.host", "credential.password"} <= set(config.keys())
+            config.append(base_config(pg, schema=docs_schema))
+            return config
+
+    example = run_docs_code("class BeaconsPersistence", {})
+    usage = docs_code("persistence.open(None)").replace(
+        "from pip_services4_components.config import ConfigParams\n", ""
+    )
+    done = dict(example, ConfigParams=TestServerConfig)
+    exec(compile(usage, str(DOCS), "exec"), done)
+    persistence, beacon, page = done["persistence"], done["beacon"], done["page"]
+    assert not persistence.is_open() and persistence._max_page_size == 50
+    assert len(beacon["id"]) == 32 and beacon["radius"] == Decimal("50.00")
+    assert page.data == [beacon] and page.total == 1
+    stored = admin_query(pg, f"SELECT id, label FROM {docs_schema}.beacons")
+    assert stored == [(beacon["id"], "Front door")]
+
+    persistence.open(None)  # the table exists: nothing is created again
+    try:
+        other = persistence.create(None, {"site_id": "2", "udi": "00002"})
         both = persistence.get_page_by_filter(
             None, FilterParams.from_tuples("udis", "00001,00002"), None
         )
         assert sorted(item["udi"] for item in both.data) == ["00001", "00002"]
-        updated = persistence.update_partially(None, beacon["id"], {"label": "Front door"})
-        assert updated is not None and updated["label"] == "Front door"
-        with pytest.raises(psycopg.errors.UniqueViolation):
+        assert persistence.get_one_by_udi(None, "00002") == other
+        with pytest.raises(psycopg.errors.UniqueViolation):  # the docs' unique index
             persistence.create(None, {"site_id": "3", "udi": "00001"})
+        column, site_id = "site_id", "1"  # the names the filter snippet uses
+        run_docs_code("persistence.get_count_by_filter(", dict(locals(), sql=sql))
+        assert persistence.get_count_by_filter(None, None) == 1  # the snippet deleted site 1
     finally:
         persistence.close(None)
-    admin_query(pg, f"DROP TABLE {persistence._table_name}")
+
+
+def test_docs_snippets_for_own_operations_and_the_json_variant(
+    component: PostgresConnection, docs_schema: str
+) -> None:
+    increment_hits = run_docs_code("def increment_hits", {"sql": sql})["increment_hits"]
+    counting = type("Counting", (Beacons,), {"increment_hits": increment_hits})
+    with open_on(counting(unique("hits")), component) as persistence:
+        persistence.create(None, {"id": "h1"})
+        assert persistence.increment_hits(None, "h1") == 1
+        assert persistence.increment_hits(None, "h1") == 2
+        assert persistence.increment_hits(None, "missing") is None
+
+    namespace = run_docs_code("class BeaconsJsonPersistence", dict(globals()))
+    json_persistence = namespace["BeaconsJsonPersistence"]()
+    json_persistence.configure(ConfigParams.from_tuples("schema", docs_schema))
+    with open_on(json_persistence, component) as persistence:
+        for number, (site, label) in enumerate([("s1", "b"), ("s2", "x"), ("s1", "a")]):
+            persistence.create(None, {"id": str(number), "site_id": site, "label": label})
+        assert [item["label"] for item in persistence.get_by_site(None, "s1")] == ["a", "b"]
 
 
 def test_schema_failure_never_shows_the_password(
@@ -920,9 +953,12 @@ def test_json_variant_on_a_json_column_and_an_expression_index(
             self._ensure_index(f"{self._table_name}_key", {"(data->>'key')": 1}, {"unique": True})
 
     with open_on(Keys(unique("keys")), component) as persistence:
-        persistence.create(None, {"id": "k1", "key": "a", "n": 1})
-        merged = persistence.update_partially(None, "k1", AnyValueMap({"n": 2, "m": [1]}))
-        assert merged == {"id": "k1", "key": "a", "n": 2, "m": [1]}
+        persistence.create(None, {"id": "k1", "key": "a", "n": 1, "deep": {"x": 1, "y": 2}})
+        changes = AnyValueMap({"n": 2, "m": [1], "deep": {"y": 3}})
+        merged = persistence.update_partially(None, "k1", changes)
+        # A shallow merge: a field given replaces the stored one, a nested document too.
+        assert merged == {"id": "k1", "key": "a", "n": 2, "m": [1], "deep": {"y": 3}}
+        assert persistence.get_one_by_id(None, "k1") == merged
         with pytest.raises(psycopg.errors.UniqueViolation):
             persistence.create(None, {"id": "k2", "key": "a"})
 
@@ -936,25 +972,15 @@ def test_components_opening_at_once_create_the_schema_once(
 
     names = [unique("race") for _ in range(3)]
     components = [Plain(name) for name in names for _ in range(4)]
-    errors: list[BaseException] = []
     start = threading.Barrier(len(components))
 
     def open_one(persistence: Plain) -> None:
-        try:
-            persistence.set_references(References.from_tuples(CONNECTION, component))
-            start.wait(timeout=30)
-            persistence.open(None)
-        except BaseException as error:
-            errors.append(error)
+        persistence.set_references(References.from_tuples(CONNECTION, component))
+        start.wait(timeout=30)
+        persistence.open(None)
 
-    workers = [threading.Thread(target=open_one, args=(c,), daemon=True) for c in components]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
     try:
-        assert not any(worker.is_alive() for worker in workers)
-        assert errors == []
+        assert run_threads(open_one, components) == []
         assert all(persistence.is_open() for persistence in components)
         assert all(table_exists(pg, name) for name in names)
     finally:
