@@ -602,7 +602,9 @@ class PostgresPersistence(
         """A cursor returning ``dict`` rows, in one checkout of the connection.
 
         The checkout commits when the block ends, or rolls back if it raised; the connection
-        always goes back to the pool::
+        always goes back to the pool. (With the connection's ``options.autocommit`` each
+        statement commits on its own: group statements in
+        ``with cursor.connection.transaction():``.) ::
 
             with self._cursor() as cursor:
                 cursor.execute(
@@ -620,7 +622,7 @@ class PostgresPersistence(
         with connection.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
             yield cursor
 
-    def _request(self, query: Query, params: Params = None) -> list[Row]:
+    def _rows(self, query: Query, params: Params = None) -> list[Row]:
         """Run one statement in its own checkout; its rows (none if it returns none)."""
         with self._cursor() as cursor:
             cursor.execute(query, params)
@@ -647,7 +649,7 @@ class PostgresPersistence(
 
         :param context: (optional) context to trace execution through a call chain.
         """
-        self._request(sql.SQL("DELETE FROM {}").format(self._table_identifier()))
+        self._rows(sql.SQL("DELETE FROM {}").format(self._table_identifier()))
 
     def get_page_by_filter(
         self,
@@ -696,7 +698,7 @@ class PostgresPersistence(
         :param filter: (optional) a condition, see :data:`~pip_postgres.persistence.Filter`.
         :param params: (keyword) values for the placeholders of ``filter``.
         """
-        rows = self._request(self._count(filter), params)
+        rows = self._rows(self._count(filter), params)
         count = int(rows[0]["count"]) if rows else 0
         self._trace(context, f"Counted {count} items in")
         return count
@@ -718,7 +720,7 @@ class PostgresPersistence(
         :param select: (optional) the columns, see :data:`~pip_postgres.persistence.Select`.
         :param params: (keyword) values for the placeholders of ``filter``.
         """
-        rows = self._request(self._select(select) + _where(filter) + _order_by(sort), params)
+        rows = self._rows(self._select(select) + _where(filter) + _order_by(sort), params)
         self._trace(context, f"Retrieved {len(rows)} from")
         return self._public(rows)
 
@@ -756,7 +758,7 @@ class PostgresPersistence(
         if item is None:
             return None
         row = self._convert_from_public(item)
-        rows = self._request(self._insert(row), list(row.values()))
+        rows = self._rows(self._insert(row), list(row.values()))
         self._trace(context, "Created in", row.get("id"))
         return self._first(rows)
 
@@ -840,7 +842,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         """
         if not ids:
             return []
-        rows = self._request(self._select() + self._in_ids(ids), list(ids))
+        rows = self._rows(self._select() + self._in_ids(ids), list(ids))
         self._trace(context, f"Retrieved {len(rows)} from")
         return self._public(rows)
 
@@ -856,7 +858,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         :param id: the id.
         :return: the item, or ``None`` if there is none.
         """
-        rows = self._request(self._select() + sql.SQL(' WHERE "id" = %s'), [id])
+        rows = self._rows(self._select() + sql.SQL(' WHERE "id" = %s'), [id])
         self._trace(context, "Retrieved from", id)
         return self._first(rows)
 
@@ -884,7 +886,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(column)) for column in row
         )
         suffix = sql.SQL(' ON CONFLICT ("id") DO UPDATE SET {}').format(updates)
-        rows = self._request(self._insert(row, suffix), list(row.values()))
+        rows = self._rows(self._insert(row, suffix), list(row.values()))
         self._trace(context, "Set in", row.get("id"))
         return self._first(rows)
 
@@ -926,7 +928,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         query = self._by_id(
             sql.SQL("UPDATE {} SET {}").format(self._table_identifier(), assignments)
         )
-        rows = self._request(query, [*row.values(), id])
+        rows = self._rows(query, [*row.values(), id])
         self._trace(context, "Updated in", id)
         return self._first(rows)
 
@@ -938,7 +940,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         :return: the deleted item, or ``None`` if there was none.
         """
         query = self._by_id(sql.SQL("DELETE FROM {}").format(self._table_identifier()))
-        rows = self._request(query, [id])
+        rows = self._rows(query, [id])
         self._trace(context, "Deleted from", id)
         return self._first(rows)
 
@@ -1020,6 +1022,6 @@ class IdentifiableJsonPostgresPersistence(IdentifiablePostgresPersistence[T, K])
                 self._table_identifier()
             )
         )
-        rows = self._request(query, [row["data"], id])
+        rows = self._rows(query, [row["data"], id])
         self._trace(context, "Updated partially in", id)
         return self._first(rows)

@@ -479,6 +479,12 @@ def test_no_table_name() -> None:
         persistence.open(None)
 
 
+def test_published_helpers_are_gone_as_the_docs_say(beacons: Beacons) -> None:
+    # A moved subclass that calls them fails at once, not on a result of another shape.
+    for name in ("_request", "_client", "_generate_columns", "_generate_parameters"):
+        assert not hasattr(beacons, name), name
+
+
 def test_not_open(beacons: Beacons) -> None:
     beacons.close(None)
     with pytest.raises(InvalidStateException, match="not open") as caught:
