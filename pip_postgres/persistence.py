@@ -148,6 +148,16 @@ def _columns(select: Select) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(name) for name in select)
 
 
+def _index_key(key: str | sql.Composable) -> sql.Composable:
+    """An index column: a name (quoted), or an expression (text in parentheses, or SQL)."""
+    if not isinstance(key, str):
+        return key
+    stripped = key.strip()
+    if stripped.startswith("(") and stripped.endswith(")"):
+        return sql.SQL(stripped)
+    return sql.Identifier(key)
+
+
 def _json_default(value: object) -> object:
     """How the JSON variant stores what JSON has no type for."""
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
@@ -370,19 +380,19 @@ class PostgresPersistence(
         """Add a ``CREATE INDEX IF NOT EXISTS`` on the table to the schema.
 
         :param name: the index name (created in the table's schema, as PostgreSQL does).
-        :param keys: the columns: a mapping of column name (quoted) to direction, or
-            (column, direction) pairs where a column may also be a
-            :class:`psycopg.sql.Composable` expression such as ``sql.SQL("(data->>'name')")``;
-            the direction is ascending when truthy, descending when falsy (``False``, ``0``;
+        :param keys: the columns: a mapping of column name to direction, or (column,
+            direction) pairs. A column name is quoted, except a name in parentheses, which is
+            an expression (trusted text, as in the published classes:
+            ``{"(data->>'name')": 1}``); a column may also be a
+            :class:`psycopg.sql.Composable` expression such as ``sql.SQL("(data->>'name')")``.
+            The direction is ascending when truthy, descending when falsy (``False``, ``0``;
             note that ``-1`` is truthy).
         :param options: ``unique`` (bool), ``type`` (the index method, e.g. ``"gin"``).
         """
         options = options or {}
         items = keys.items() if isinstance(keys, Mapping) else keys
         columns = [
-            (sql.Identifier(key) if isinstance(key, str) else key)
-            + sql.SQL("" if ascending else " DESC")
-            for key, ascending in items
+            _index_key(key) + sql.SQL("" if ascending else " DESC") for key, ascending in items
         ]
         method = str(options.get("type") or "").strip()
         if method.lower().startswith("using "):
@@ -592,7 +602,9 @@ class PostgresPersistence(
         """A cursor returning ``dict`` rows, in one checkout of the connection.
 
         The checkout commits when the block ends, or rolls back if it raised; the connection
-        always goes back to the pool::
+        always goes back to the pool. (With the connection's ``options.autocommit`` each
+        statement commits on its own: group statements in
+        ``with cursor.connection.transaction():``.) ::
 
             with self._cursor() as cursor:
                 cursor.execute(
@@ -610,7 +622,7 @@ class PostgresPersistence(
         with connection.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
             yield cursor
 
-    def _request(self, query: Query, params: Params = None) -> list[Row]:
+    def _rows(self, query: Query, params: Params = None) -> list[Row]:
         """Run one statement in its own checkout; its rows (none if it returns none)."""
         with self._cursor() as cursor:
             cursor.execute(query, params)
@@ -637,7 +649,7 @@ class PostgresPersistence(
 
         :param context: (optional) context to trace execution through a call chain.
         """
-        self._request(sql.SQL("DELETE FROM {}").format(self._table_identifier()))
+        self._rows(sql.SQL("DELETE FROM {}").format(self._table_identifier()))
 
     def get_page_by_filter(
         self,
@@ -686,7 +698,7 @@ class PostgresPersistence(
         :param filter: (optional) a condition, see :data:`~pip_postgres.persistence.Filter`.
         :param params: (keyword) values for the placeholders of ``filter``.
         """
-        rows = self._request(self._count(filter), params)
+        rows = self._rows(self._count(filter), params)
         count = int(rows[0]["count"]) if rows else 0
         self._trace(context, f"Counted {count} items in")
         return count
@@ -708,7 +720,7 @@ class PostgresPersistence(
         :param select: (optional) the columns, see :data:`~pip_postgres.persistence.Select`.
         :param params: (keyword) values for the placeholders of ``filter``.
         """
-        rows = self._request(self._select(select) + _where(filter) + _order_by(sort), params)
+        rows = self._rows(self._select(select) + _where(filter) + _order_by(sort), params)
         self._trace(context, f"Retrieved {len(rows)} from")
         return self._public(rows)
 
@@ -746,7 +758,7 @@ class PostgresPersistence(
         if item is None:
             return None
         row = self._convert_from_public(item)
-        rows = self._request(self._insert(row), list(row.values()))
+        rows = self._rows(self._insert(row), list(row.values()))
         self._trace(context, "Created in", row.get("id"))
         return self._first(rows)
 
@@ -807,8 +819,12 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         self._auto_generate_id: bool = True
 
     def _convert_from_public_partial(self, value: Mapping[str, Any]) -> Row:
-        """Convert the fields of ``update_partially()`` to columns (dicts as JSON)."""
-        return _jsonb_dicts(dict(value))
+        """Convert the fields of ``update_partially()`` to columns.
+
+        Goes through ``_convert_from_public()``, as in the published classes, so that a
+        conversion written there applies to partial updates too.
+        """
+        return self._convert_from_public(dict(value))
 
     def _by_id(self, head: sql.Composable) -> sql.Composed:
         return head + sql.SQL(' WHERE "id" = %s RETURNING *')
@@ -826,7 +842,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         """
         if not ids:
             return []
-        rows = self._request(self._select() + self._in_ids(ids), list(ids))
+        rows = self._rows(self._select() + self._in_ids(ids), list(ids))
         self._trace(context, f"Retrieved {len(rows)} from")
         return self._public(rows)
 
@@ -842,7 +858,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         :param id: the id.
         :return: the item, or ``None`` if there is none.
         """
-        rows = self._request(self._select() + sql.SQL(' WHERE "id" = %s'), [id])
+        rows = self._rows(self._select() + sql.SQL(' WHERE "id" = %s'), [id])
         self._trace(context, "Retrieved from", id)
         return self._first(rows)
 
@@ -870,7 +886,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(column)) for column in row
         )
         suffix = sql.SQL(' ON CONFLICT ("id") DO UPDATE SET {}').format(updates)
-        rows = self._request(self._insert(row, suffix), list(row.values()))
+        rows = self._rows(self._insert(row, suffix), list(row.values()))
         self._trace(context, "Set in", row.get("id"))
         return self._first(rows)
 
@@ -912,7 +928,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         query = self._by_id(
             sql.SQL("UPDATE {} SET {}").format(self._table_identifier(), assignments)
         )
-        rows = self._request(query, [*row.values(), id])
+        rows = self._rows(query, [*row.values(), id])
         self._trace(context, "Updated in", id)
         return self._first(rows)
 
@@ -924,7 +940,7 @@ class IdentifiablePostgresPersistence(PostgresPersistence[T], Generic[T, K]):
         :return: the deleted item, or ``None`` if there was none.
         """
         query = self._by_id(sql.SQL("DELETE FROM {}").format(self._table_identifier()))
-        rows = self._request(query, [id])
+        rows = self._rows(query, [id])
         self._trace(context, "Deleted from", id)
         return self._first(rows)
 
@@ -1001,10 +1017,11 @@ class IdentifiableJsonPostgresPersistence(IdentifiablePostgresPersistence[T, K])
         if "id" in row:  # a whole item (update): replace the document
             return super()._update(context, id, row)
         query = self._by_id(
-            sql.SQL('UPDATE {} SET "data" = coalesce("data", \'{{}}\'::jsonb) || %s').format(
+            # Cast, so that a JSON column (``_ensure_table(data_type="JSON")``) merges too.
+            sql.SQL('UPDATE {} SET "data" = coalesce("data"::jsonb, \'{{}}\'::jsonb) || %s').format(
                 self._table_identifier()
             )
         )
-        rows = self._request(query, [row["data"], id])
+        rows = self._rows(query, [row["data"], id])
         self._trace(context, "Updated partially in", id)
         return self._first(rows)
