@@ -17,7 +17,7 @@ from pip_postgres import AsyncPostgresConnection, CheckoutTimeout
 
 from .conftest import Server, backends, base_config
 from .proxy import FaultProxy
-from .test_faults_network import SERVER_AWAY
+from .test_faults_network import BLACKHOLED, SERVER_AWAY
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -89,14 +89,7 @@ async def test_blackholed_network_open_fails_within_connect_timeout(
 async def test_blackholed_network_checkouts_time_out_never_hang(
     proxy: FaultProxy, opened: Opener
 ) -> None:
-    component = await opened(
-        options__connect_timeout=2000,
-        options__reconnect_timeout=2000,
-        options__validation_bypass=200,
-        options__min_pool_size=1,
-        options__max_pool_size=2,
-        options__shutdown_timeout=2000,
-    )
+    component = await opened(**BLACKHOLED)
     for _ in range(3):
         await select_one(component)
     proxy.blackhole()

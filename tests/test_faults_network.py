@@ -40,6 +40,16 @@ MARGIN = 2.0
 
 #: The options of the "server away" tests (sync and async): checkouts of 1 s, every checkout
 #: validated, a pool of 1 to 2.
+#: Options of the blackholed-network checkout tests, sync and async: short timeouts, a pool
+#: of two, validation after 200 ms idle.
+BLACKHOLED: dict[str, Any] = {
+    "options__connect_timeout": 2000,
+    "options__reconnect_timeout": 2000,
+    "options__validation_bypass": 200,
+    "options__min_pool_size": 1,
+    "options__max_pool_size": 2,
+    "options__shutdown_timeout": 2000,
+}
 SERVER_AWAY: dict[str, Any] = {
     "options__connect_timeout": 1000,
     "options__reconnect_timeout": 2000,
@@ -356,14 +366,7 @@ def test_blackholed_network_checkouts_time_out_never_hang(
     succeed, and the checkout ends with CheckoutTimeout.
     """
     connect_timeout = 2.0
-    component = opened(
-        options__connect_timeout=2000,
-        options__reconnect_timeout=2000,
-        options__validation_bypass=200,
-        options__min_pool_size=1,
-        options__max_pool_size=2,
-        options__shutdown_timeout=2000,
-    )
+    component = opened(**BLACKHOLED)
     for _ in range(3):
         select_one(component)
     proxy.blackhole()
