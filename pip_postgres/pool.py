@@ -46,7 +46,6 @@ from .checkout import (
     idle_and_intact,
     socket_has_news,
 )
-from .checkout import changes_session as _changes_session  # noqa: F401 (its old home)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -58,7 +57,6 @@ __all__ = [
     "PostgresPool",
     "Psycopg2CompatError",
     "bypass_applies",
-    "cursor_class",
     "idle_and_intact",
     "socket_has_news",
 ]
@@ -190,19 +188,6 @@ _COMPAT_CURSORS: dict[str, type[psycopg.Cursor[TupleRow]]] = {
     )
     for mode, base in _CURSORS.items()
 }
-
-
-def cursor_class(reset_session: str, psycopg2_compat: bool) -> type[psycopg.Cursor[TupleRow]]:
-    """The cursor class of a pool's connections.
-
-    :param reset_session: ``auto``, ``always`` or ``never``: what the cursor watches.
-    :param psycopg2_compat: its fetch methods raise :class:`Psycopg2CompatError`.
-    :raises ValueError: an unknown ``reset_session``.
-    """
-    classes = _COMPAT_CURSORS if psycopg2_compat else _CURSORS
-    if reset_session not in classes:
-        raise ValueError(f"reset_session must be auto, always or never, got {reset_session!r}")
-    return classes[reset_session]
 
 
 class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):

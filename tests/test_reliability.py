@@ -21,8 +21,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolClosed
 
 from pip_postgres import CheckoutTimeout, PostgresConnection, PostgresPool
+from pip_postgres.checkout import changes_session
 from pip_postgres.embedded import EmbeddedPostgres
-from pip_postgres.pool import _changes_session
 
 from .conftest import LogCapture, Server, admin_query, backends, base_config
 
@@ -343,7 +343,7 @@ def test_reads_and_writes_cost_no_reset(pg: Server, statement: str) -> None:
     ],
 )
 def test_what_looks_like_a_session_change(query: object, expected: bool) -> None:
-    assert _changes_session(query) is expected
+    assert changes_session(query) is expected
 
 
 def test_pool_refuses_an_unknown_reset_mode() -> None:
