@@ -17,6 +17,7 @@ class that both pools inherit keep each decision in one home at a lower cost (se
 
 from __future__ import annotations
 
+import logging
 import select
 import traceback
 from collections import deque
@@ -33,6 +34,25 @@ from .fork import release
 from .redaction import SECRET_PARAMS, redact
 
 __all__ = ["CheckoutTimeout", "Leak"]
+
+#: psycopg_pool's logger: the direct checkout and return log what psycopg_pool's own do.
+_POOL_LOGGER = logging.getLogger("psycopg.pool")
+
+#: The attributes of psycopg_pool's pools (3.2.2 to 3.3) that the direct checkout and return
+#: use (see :meth:`CheckoutPolicy._direct_take_allowed`); a pool that lacks one of them always
+#: goes through psycopg_pool's public ``getconn()`` and ``putconn()``.
+DIRECT_PATH_ATTRIBUTES = (
+    "_lock",
+    "_pool",
+    "_nconns_min",
+    "_stats",
+    "_REQUESTS_NUM",
+    "_closed",
+    "_check",
+    "_reset",
+    "_drained_at",
+    "_add_to_pool",
+)
 
 #: The least and the most time given to a validation round trip, in seconds. Within these
 #: bounds it gets a quarter of the checkout's timeout (and no more than is left of it), so
@@ -489,6 +509,8 @@ class CheckoutPolicy:
         self._on_leak = on_leak
         # Connections checked out now, by id: for leak detection and shutdown.
         self._in_use: dict[int, Any] = {}
+        # psycopg_pool's internals are only used where they are all there (DIRECT_PATH_ATTRIBUTES)
+        self._direct = False
         self._counters = {
             "connections_validated": 0,
             "connections_broken": 0,
@@ -500,6 +522,64 @@ class CheckoutPolicy:
             "connect_state": self._connect_state,
             "cursor_factory": self._cursor_factory,
         }
+
+    def _init_direct_path(self) -> None:
+        """Turn the direct checkout and return on if psycopg_pool has what they use.
+
+        Called by the pools once psycopg_pool's ``__init__()`` ran.
+        """
+        self._direct = all(hasattr(self, name) for name in DIRECT_PATH_ATTRIBUTES)
+
+    def _direct_take_allowed(self, timeout: float) -> bool:
+        """Whether a checkout may take an idle connection directly from psycopg_pool's queue.
+
+        psycopg_pool's ``getconn()`` spends several microseconds on what a checkout of an idle
+        connection does not need (log calls made even when nothing is logged, a retry loop, a
+        check callback that this package does not use). The direct checkout does what it does
+        in that case, in the same critical section, and nothing else: it is used only when the
+        pool is open, has no ``check`` callback and the timeout is positive; when no idle
+        connection is there (the caller must wait, or the pool grow) it takes psycopg_pool's
+        own path.
+        """
+        pool: Any = self
+        return self._direct and timeout > 0 and not pool._closed and pool._check is None
+
+    def _took(self, conn: Any) -> Any:
+        """What psycopg_pool's ``getconn()`` does to a connection it hands out (direct path)."""
+        pool: Any = self
+        pool._stats[pool._REQUESTS_NUM] += 1
+        if _POOL_LOGGER.isEnabledFor(logging.INFO):
+            _POOL_LOGGER.info("connection requested from %r", pool.name)
+            _POOL_LOGGER.info("connection given by %r", pool.name)
+        conn._pool = pool  # psycopg's ``with conn:`` then knows it is a pool's
+        return conn
+
+    def _direct_return_allowed(self, conn: Any, now: float) -> bool:
+        """Whether a connection given back may go straight to psycopg_pool's queue (or waiter).
+
+        It may if it is this pool's, idle (not closed, broken or in a transaction), neither
+        past its lifetime nor older than the pool's last ``drain()``, and the pool is open and
+        has no ``reset`` callback: everything psycopg_pool's ``putconn()`` would check before
+        adding it back. Anything else goes through psycopg_pool's ``putconn()``.
+
+        :param now: ``time.monotonic()``, about now.
+        """
+        pool: Any = self
+        return (
+            self._direct
+            and getattr(conn, "_pool", None) is self
+            and not pool._closed
+            and pool._reset is None
+            and conn.pgconn.transaction_status == IDLE
+            and conn._created_at > pool._drained_at
+            and conn._expire_at > now
+        )
+
+    def _returning(self) -> None:
+        """Log as psycopg_pool's ``putconn()`` does (direct path)."""
+        if _POOL_LOGGER.isEnabledFor(logging.INFO):
+            pool: Any = self
+            _POOL_LOGGER.info("returning connection to %r", pool.name)
 
     @property
     def last_connect_error(self) -> str | None:
@@ -523,7 +603,8 @@ class CheckoutPolicy:
         :param depth: how many frames of the stack, from :meth:`_checked_out`'s, are the
             pool's own (left out of the checkout stack kept for leak reports).
         """
-        pgconn = cast(Any, conn).pgconn
+        pool: Any = self  # (a psycopg_pool pool; no cast() call on this path)
+        pgconn = conn.pgconn  # type: ignore[attr-defined]
         if (
             bypass_applies(
                 now,
@@ -531,7 +612,7 @@ class CheckoutPolicy:
                 conn.created_at,
                 bypass=self.validation_bypass,
                 suspect_before=self._suspect_before,
-                max_lifetime=cast(Any, self).max_lifetime,
+                max_lifetime=pool.max_lifetime,
             )
             and idle_and_intact(pgconn.status, pgconn.transaction_status)
             and not socket_has_news(pgconn.socket, conn.news_poller)

@@ -297,6 +297,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             conninfo, connection_class=PooledConnection, kwargs=kwargs, open=False, **pool_kwargs
         )
         self._pool = checkout.idle_queue(self._pool, idle_order)
+        self._init_direct_path()
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         if open:
@@ -369,11 +370,15 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
     def _checkout(self, timeout: float | None) -> PooledConnection:
         wait = self.timeout if timeout is None else timeout
         start = monotonic()
-        try:
-            conn = super().getconn(wait)
-        except PoolTimeout:
-            raise self._timeout_error(wait, 0) from None
-        if self._ready(conn, monotonic()):
+        conn = self._take_idle(wait)
+        if conn is None:
+            try:
+                conn = super().getconn(wait)
+            except PoolTimeout:
+                raise self._timeout_error(wait, 0) from None
+            if self._ready(conn, monotonic()):
+                return conn
+        elif self._ready(conn, start):
             return conn
         steps, reply = self._checkout_steps(conn, start, wait), None
         try:
@@ -382,6 +387,23 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         except StopIteration as done:
             vetted: PooledConnection = done.value
             return vetted
+
+    def _take_idle(self, timeout: float) -> PooledConnection | None:
+        """psycopg_pool's checkout of an idle connection, direct; ``None`` if there is none.
+
+        See :meth:`~pip_postgres.checkout.CheckoutPolicy._direct_take_allowed`.
+        """
+        if not self._direct_take_allowed(timeout):
+            return None
+        with self._lock:
+            idle = self._pool
+            if not idle:
+                return None
+            conn = idle.popleft()
+            if len(idle) < self._nconns_min:
+                self._nconns_min = len(idle)
+        taken: PooledConnection = self._took(conn)
+        return taken
 
     def _step(self, step: str, conn: Any, seconds: float) -> Any:
         """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
@@ -461,7 +483,11 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             self._restore(conn)
         elif close:
             conn.close()
-        super().putconn(conn)
+        if self._direct_return_allowed(conn, conn.returned_at):
+            self._returning()
+            self._add_to_pool(conn)
+        else:
+            super().putconn(conn)
 
     def _release_key(self, conn: PooledConnection, key: Hashable | None) -> None:
         with self._keys_lock:

@@ -176,6 +176,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             **pool_kwargs,
         )
         self._pool = checkout.idle_queue(self._pool, idle_order)
+        self._init_direct_path()
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
@@ -200,11 +201,15 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         """
         wait = self.timeout if timeout is None else timeout
         start = monotonic()
-        try:
-            conn = await super().getconn(wait)
-        except PoolTimeout:
-            raise self._timeout_error(wait, 0) from None
-        if self._ready(conn, monotonic()):
+        conn = await self._take_idle(wait)
+        if conn is None:
+            try:
+                conn = await super().getconn(wait)
+            except PoolTimeout:
+                raise self._timeout_error(wait, 0) from None
+            if self._ready(conn, monotonic()):
+                return conn
+        elif self._ready(conn, start):
             return conn
         steps, reply = self._checkout_steps(conn, start, wait), None
         try:
@@ -213,6 +218,25 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         except StopIteration as done:
             vetted: AsyncPooledConnection = done.value
             return vetted
+
+    async def _take_idle(self, timeout: float) -> AsyncPooledConnection | None:
+        """psycopg_pool's checkout of an idle connection, direct; ``None`` if there is none.
+
+        As :meth:`pip_postgres.pool.PostgresPool._take_idle`. Nothing is awaited between
+        taking the connection and handing it out: a task cancelled while it waits for the lock
+        has taken nothing.
+        """
+        if not self._direct_take_allowed(timeout):
+            return None
+        async with self._lock:
+            idle = self._pool
+            if not idle:
+                return None
+            conn = idle.popleft()
+            if len(idle) < self._nconns_min:
+                self._nconns_min = len(idle)
+        taken: AsyncPooledConnection = self._took(conn)
+        return taken
 
     async def _step(self, step: str, conn: Any, seconds: float) -> Any:
         """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
@@ -277,7 +301,11 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             except BaseException:
                 await _discard(self, conn)
                 raise
-        await super().putconn(conn)
+        if self._direct_return_allowed(conn, conn.returned_at):
+            self._returning()
+            await self._add_to_pool(conn)
+        else:
+            await super().putconn(conn)
 
     async def _restore(self, conn: AsyncPooledConnection) -> None:
         status = conn.pgconn.transaction_status
