@@ -526,7 +526,7 @@ class CheckoutPolicy:
     def _init_direct_path(self) -> None:
         """Turn the direct checkout and return on if psycopg_pool has what they use.
 
-        Called by the pools once psycopg_pool's ``__init__()`` ran.
+        Called by the pools when they open (psycopg_pool's async pool makes its lock then).
         """
         self._direct = all(hasattr(self, name) for name in DIRECT_PATH_ATTRIBUTES)
 

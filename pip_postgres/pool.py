@@ -297,7 +297,6 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             conninfo, connection_class=PooledConnection, kwargs=kwargs, open=False, **pool_kwargs
         )
         self._pool = checkout.idle_queue(self._pool, idle_order)
-        self._init_direct_path()
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         if open:
@@ -309,6 +308,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         See :meth:`psycopg_pool.ConnectionPool.open`.
         """
         super().open(wait=wait, timeout=timeout)
+        self._init_direct_path()
         if self.leak_threshold > 0 and self._watcher is None:
             self._stop_watch.clear()
             self._watcher = threading.Thread(

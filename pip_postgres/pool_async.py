@@ -176,7 +176,6 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             **pool_kwargs,
         )
         self._pool = checkout.idle_queue(self._pool, idle_order)
-        self._init_direct_path()
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
@@ -185,6 +184,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         See :meth:`psycopg_pool.AsyncConnectionPool.open`.
         """
         await super().open(wait=wait, timeout=timeout)
+        self._init_direct_path()
         if self.leak_threshold > 0 and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch_leaks(), name=f"{self.name}-leaks")
 

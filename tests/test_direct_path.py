@@ -1,0 +1,243 @@
+"""The direct checkout and return of both pools (see ``CheckoutPolicy._direct_take_allowed``).
+
+An idle connection is taken from, and an idle one given back to, psycopg_pool's queue without
+going through psycopg_pool's ``getconn()``/``putconn()``. These tests hold the direct path to
+what psycopg_pool's own does in the same case: its statistics, its log lines, a caller waiting
+for the connection, a ``drain()``; and the way back to psycopg_pool's path when there is no
+idle connection. Each runs on a real psycopg_pool pool beside ours where they are compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from pip_postgres import AsyncPostgresConnection, PostgresConnection
+
+from .conftest import Server, base_config
+
+#: psycopg_pool's statistics that a checkout and a return of an idle connection change.
+COUNTED = ("requests_num", "requests_queued", "requests_errors", "returns_bad", "pool_available")
+
+
+def _config(pg: Server, size: int) -> Any:
+    return base_config(pg, options__max_pool_size=size, options__min_pool_size=size)
+
+
+@pytest.fixture
+def ours(pg: Server) -> Iterator[PostgresConnection]:
+    component = PostgresConnection()
+    component.configure(_config(pg, 2))
+    component.open(None)
+    try:
+        yield component
+    finally:
+        component.close(None)
+
+
+@pytest.fixture
+def theirs(pg: Server) -> Iterator[ConnectionPool[Any]]:
+    pool: ConnectionPool[Any] = ConnectionPool(
+        pg.conninfo(), min_size=2, max_size=2, name="theirs", open=True
+    )
+    pool.wait(timeout=30)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def _pool(component: PostgresConnection) -> Any:
+    pool = component.get_connection()
+    assert pool is not None
+    return pool
+
+
+def _counted(pool: Any) -> dict[str, int]:
+    stats = pool.get_stats()
+    return {key: stats.get(key, 0) for key in COUNTED}
+
+
+def _exercise(pool: Any) -> None:
+    """Five checkouts through ``getconn()``/``putconn()`` and two at once."""
+    for _ in range(5):
+        pool.putconn(pool.getconn())
+    first, second = pool.getconn(), pool.getconn()
+    pool.putconn(second)
+    pool.putconn(first)
+
+
+def test_statistics_are_psycopg_pools(
+    ours: PostgresConnection, theirs: ConnectionPool[Any]
+) -> None:
+    pool = _pool(ours)
+    before = {"ours": _counted(pool), "theirs": _counted(theirs)}
+    _exercise(pool)
+    _exercise(theirs)
+    assert _counted(pool)["requests_num"] - before["ours"]["requests_num"] == 7
+    assert _counted(pool) == {
+        key: value + (7 if key == "requests_num" else 0) for key, value in before["ours"].items()
+    }
+    assert {k: v - before["theirs"][k] for k, v in _counted(theirs).items()} == {
+        k: v - before["ours"][k] for k, v in _counted(pool).items()
+    }
+
+
+def test_log_lines_are_psycopg_pools(
+    ours: PostgresConnection, theirs: ConnectionPool[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    def lines(pool: Any) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="psycopg.pool"):
+            pool.putconn(pool.getconn())
+        return [record.msg for record in caplog.records if record.name == "psycopg.pool"]
+
+    theirs_lines = lines(theirs)
+    assert theirs_lines == [
+        "connection requested from %r",
+        "connection given by %r",
+        "returning connection to %r",
+    ]
+    assert lines(_pool(ours)) == theirs_lines
+    caplog.clear()
+    _pool(ours).putconn(_pool(ours).getconn())  # logging off: no record, no formatting
+    assert not [record for record in caplog.records if record.name == "psycopg.pool"]
+
+
+def test_a_connection_given_back_goes_to_the_caller_waiting_for_it(pg: Server) -> None:
+    component = PostgresConnection()
+    component.configure(_config(pg, 1))
+    component.open(None)
+    try:
+        pool = _pool(component)
+        held = pool.getconn()
+        pid = held.info.backend_pid
+        got: list[int] = []
+        waiter = threading.Thread(
+            target=lambda: got.append(_pid_of_checkout(component)), daemon=True
+        )
+        before = _counted(pool)
+        waiter.start()
+        for _ in range(500):  # until it waits: psycopg_pool counts a queued request
+            if _counted(pool)["requests_queued"] > before["requests_queued"]:
+                break
+            threading.Event().wait(0.01)
+        assert _counted(pool)["requests_queued"] == before["requests_queued"] + 1
+        pool.putconn(held)  # the direct return hands it to the waiting caller
+        waiter.join(timeout=10)
+        assert got == [pid]
+        after = _counted(pool)
+        assert after["requests_num"] == before["requests_num"] + 1  # counted once, not twice
+        assert after["pool_available"] == 1
+    finally:
+        component.close(None)
+
+
+def _pid_of_checkout(component: PostgresConnection) -> int:
+    with component.connection(timeout=10) as conn:
+        return conn.info.backend_pid
+
+
+def test_a_connection_out_during_drain_is_closed_at_return(ours: PostgresConnection) -> None:
+    pool = _pool(ours)
+    conn = pool.getconn()
+    pid = conn.info.backend_pid
+    pool.drain()
+    pool.putconn(conn)
+    assert conn.closed
+    pids = {_pid_of_checkout(ours) for _ in range(4)}
+    assert pid not in pids
+
+
+def test_psycopg_pools_path_when_the_direct_one_is_off(ours: PostgresConnection) -> None:
+    """A pool without the attributes the direct path uses goes through psycopg_pool's."""
+    pool = _pool(ours)
+    assert pool._direct  # psycopg_pool 3.2.2 to 3.3 have them all
+    pool._direct = False
+    before = _counted(pool)
+    _exercise(pool)
+    assert {k: v - before[k] for k, v in _counted(pool).items()} == {
+        k: (7 if k == "requests_num" else 0) for k in COUNTED
+    }
+    assert pool.get_stats()["connections_validated"] == 0  # the bypass window still applies
+
+
+# asyncio --------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_statistics_and_log_lines_are_psycopg_pools(
+    pg: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    component = AsyncPostgresConnection()
+    component.configure(_config(pg, 2))
+    await asyncio.wait_for(component.open(None), 30)
+    theirs: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        pg.conninfo(), min_size=2, max_size=2, name="theirs-async", open=False
+    )
+    await theirs.open(wait=True, timeout=30)
+    try:
+        pool: Any = component.get_connection()
+        assert pool._direct  # made at open(), when psycopg_pool's async pool has its lock
+        counts = []
+        for subject in (pool, theirs):
+            before = _counted(subject)
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="psycopg.pool"):
+                for _ in range(5):
+                    await subject.putconn(await subject.getconn())
+                first, second = await subject.getconn(), await subject.getconn()
+                await subject.putconn(second)
+                await subject.putconn(first)
+            counts.append({k: v - before[k] for k, v in _counted(subject).items()})
+            lines = [r.msg for r in caplog.records if r.name == "psycopg.pool"]
+            assert lines[:3] == [
+                "connection requested from %r",
+                "connection given by %r",
+                "returning connection to %r",
+            ]
+            assert len(lines) == 21
+        assert counts[0] == counts[1]
+        assert counts[0]["requests_num"] == 7
+    finally:
+        await component.close(None)
+        await theirs.close()
+
+
+@pytest.mark.anyio
+async def test_async_waiting_task_and_drain(pg: Server) -> None:
+    component = AsyncPostgresConnection()
+    component.configure(_config(pg, 1))
+    await asyncio.wait_for(component.open(None), 30)
+    try:
+        pool: Any = component.get_connection()
+        held = await pool.getconn()
+        pid = held.info.backend_pid
+        before = _counted(pool)
+
+        async def checkout() -> int:
+            async with component.connection(timeout=10) as conn:
+                return int(conn.info.backend_pid)
+
+        waiter = asyncio.ensure_future(checkout())
+        for _ in range(500):
+            if _counted(pool)["requests_queued"] > before["requests_queued"]:
+                break
+            await asyncio.sleep(0.01)
+        await pool.putconn(held)
+        assert await asyncio.wait_for(waiter, 10) == pid
+        assert _counted(pool)["requests_num"] == before["requests_num"] + 1
+
+        conn = await pool.getconn()
+        await pool.drain()
+        await pool.putconn(conn)
+        assert conn.closed
+        assert await asyncio.wait_for(checkout(), 10) != pid
+    finally:
+        await component.close(None)
