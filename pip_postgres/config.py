@@ -569,11 +569,14 @@ class PostgresConfig:
 
         Connections that name a ``discovery_key`` and credentials that name a ``store_key``
         need references to resolve: use :class:`~pip_postgres.PostgresConnection`, which
-        resolves them before it calls :meth:`from_sections`.
+        resolves them before it calls :meth:`from_sections`. As the component does, the first
+        credential without a ``store_key`` is used; if every credential names one, there is
+        nothing to use here, and that is an error (not a configuration without credentials).
 
         :param config: the component's configuration.
-        :raises ConfigException: a value is missing, malformed or out of range; the message
-            names the key.
+        :raises ConfigException: a value is missing, malformed or out of range, or resolving
+            it needs references (``NO_DISCOVERY``, ``NO_CREDENTIAL_STORE``); the message names
+            the key.
         """
         params = config if isinstance(config, ConfigParams) else ConfigParams.from_value(config)
         connections = connection_sections(params)
@@ -587,8 +590,15 @@ class PostgresConfig:
                     "needs a discovery service: configure PostgresConnection with references",
                 )
         credentials = credential_sections(params)
+        inline = [c for c in credentials if string_value(c, "store_key") is None]
+        if credentials and not inline:
+            raise _error(
+                "NO_CREDENTIAL_STORE",
+                f"{credentials[0][0]}store_key",
+                "needs a credential store: configure PostgresConnection with references",
+            )
         options = PostgresOptions.from_config(params.get_section("options"))
-        return cls.from_sections(connections, credentials[0] if credentials else None, options)
+        return cls.from_sections(connections, inline[0] if inline else None, options)
 
     @classmethod
     def from_sections(

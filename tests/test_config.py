@@ -372,6 +372,23 @@ def test_discovery_key_needs_references() -> None:
     assert "connection.discovery_key" in str(error)
 
 
+def test_store_key_needs_references_unless_a_credential_is_inline() -> None:
+    error = error_of(connection__host="h", credential__store_key="db-cred")
+    assert error.code == "NO_CREDENTIAL_STORE"
+    assert "credential.store_key" in str(error)
+    error = error_of(
+        connection__host="h", credentials__0__store_key="a", credentials__1__store_key="b"
+    )
+    assert "credentials.0.store_key" in str(error)
+    # As the component does: the first credential given inline is used.
+    config = parse(
+        connection__host="h",
+        credentials__0__store_key="a",
+        credentials__1__username="inline",
+    )
+    assert config.username == "inline"
+
+
 def test_password_never_in_repr_str_or_uri_errors() -> None:
     secret = "Xyzzy-Secret-0451"
     config = parse(connection__host="h", credential__username="u", credential__password=secret)
