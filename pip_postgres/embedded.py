@@ -198,6 +198,23 @@ def _chown_tree(tree: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(root, name), uid, gid)
 
 
+def _empty(directory: Path) -> None:
+    """Remove everything in ``directory``, but not the directory itself (errors ignored).
+
+    :param directory: the directory.
+    """
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
 def _pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie (an orphan nobody reaps yet).
 
@@ -671,22 +688,34 @@ class EmbeddedPostgres(_Server):
         self._socket_dir = self._make_socket_dir()
 
     def _initdb(self, data: Path) -> None:
+        """Initialise the empty directory ``data`` as a cluster.
+
+        If ``initdb`` fails, times out or is interrupted, what it wrote is removed again: it is
+        no cluster, and its ``PG_VERSION`` would make the next :meth:`start` take it for one.
+
+        :param data: the data directory.
+        :raises RuntimeError: when ``data`` is not empty, or ``initdb`` fails.
+        """
         if any(data.iterdir()):
             raise RuntimeError(f"{data} is neither empty nor a PostgreSQL data directory")
-        self._run(
-            [
-                str(self._bin / "initdb"),
-                "--pgdata", str(data),
-                "--username", _SUPERUSER,
-                "--auth-local", "trust",
-                "--auth-host", "scram-sha-256",
-                "--encoding", "UTF8",
-                "--no-locale",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            timeout=_START_TIMEOUT_S,
-        )  # fmt: skip
+        try:
+            self._run(
+                [
+                    str(self._bin / "initdb"),
+                    "--pgdata", str(data),
+                    "--username", _SUPERUSER,
+                    "--auth-local", "trust",
+                    "--auth-host", "scram-sha-256",
+                    "--encoding", "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                timeout=_START_TIMEOUT_S,
+            )  # fmt: skip
+        except BaseException:
+            _empty(data)
+            raise
         (data / "pg_hba.conf").write_text(_HBA)
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(f"\n# pip_postgres.embedded\ninclude_if_exists = '{_SETTINGS_FILE}'\n")

@@ -14,9 +14,13 @@ import psutil
 import pytest
 
 _CHILD = """\
+import sys
+from pathlib import Path
+
 from pip_postgres.embedded import EmbeddedPostgres
 
-with EmbeddedPostgres():  # a new temporary data directory, under TMPDIR
+# the data directory given, or a new temporary one (under TMPDIR)
+with EmbeddedPostgres(data_dir=Path(sys.argv[1]) if sys.argv[1:] else None):
     pass
 """
 
@@ -49,6 +53,14 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
+def _cleaned(directory: Path) -> bool:
+    """Whether ``directory`` is removed or empty."""
+    try:
+        return not any(directory.iterdir())
+    except OSError:  # removed (or being removed)
+        return not directory.exists()
+
+
 def _describe(processes: list[psutil.Process]) -> list[str]:
     described = []
     for process in processes:
@@ -63,23 +75,25 @@ def _describe(processes: list[psutil.Process]) -> list[str]:
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
-    "held",
+    ("held", "given"),
     [
-        pytest.param(False, id="as-is"),
+        pytest.param(False, False, id="as-is"),
         # postgres --boot/--single stopped (SIGSTOP) as on a busy machine where it has not run
         # yet: left alone, it would still be there after the clean-up, whatever the timing.
-        pytest.param(True, id="bootstrap-held"),
+        pytest.param(True, False, id="bootstrap-held"),
+        # a data directory given: kept, but emptied, so that the next start initialises it
+        pytest.param(True, True, id="data-dir-given"),
     ],
 )
 def test_sigint_to_python_only_during_initdb_leaves_no_process_and_no_directory(
-    held: bool, tmp_path: Path
+    held: bool, given: bool, tmp_path: Path
 ) -> None:
     # SIGINT sent to the Python process alone (not to its process group, as a terminal's Ctrl-C
     # is) while initdb's own child runs: the whole command must be killed, not initdb alone.
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD],
+        [sys.executable, "-c", _CHILD, *([str(tmp / "data")] if given else [])],
         env={**os.environ, "TMPDIR": str(tmp)},
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -98,17 +112,17 @@ def test_sigint_to_python_only_during_initdb_leaves_no_process_and_no_directory(
         if held:
             for process in bootstrapping:
                 process.suspend()
-        data_dirs = list(tmp.glob("pip_postgres-*"))
-        assert len(data_dirs) == 1, data_dirs
+        data_dirs = list(tmp.iterdir())
+        assert [path.name.startswith("pip_postgres-") for path in data_dirs] == [not given]
         os.kill(child.pid, signal.SIGINT)  # the Python process only
-        # Until the child exits: once its data directory is removed, none of them may be alive.
-        # (Sampled in this order, so that a process killed before the removal never counts.)
+        # Until the child exits: once its data directory is cleaned, none of them may be alive.
+        # (Sampled in this order, so that a process killed before the clean-up never counts.)
         deadline = time.monotonic() + 30
         while child.poll() is None:
             assert time.monotonic() < deadline, "the child did not exit after SIGINT"
-            removed = not data_dirs[0].exists()
+            cleaned = _cleaned(data_dirs[0])
             alive = [process for process in bootstrapping if _alive(process)]
-            assert not (removed and alive), f"still running: {_describe(alive)}"
+            assert not (cleaned and alive), f"still running: {_describe(alive)}"
             time.sleep(0.001)
         output = child.communicate(timeout=10)[0].decode(errors="replace")
         # none left once the child has exited: they were killed before its clean-up ran
@@ -125,6 +139,7 @@ def test_sigint_to_python_only_during_initdb_leaves_no_process_and_no_directory(
 
     assert child.returncode != 0, output
     assert "KeyboardInterrupt" in output, output  # interrupted, not finished
-    # nothing wrote to the temporary directory after the child removed what it made there
+    # nothing wrote to the directory after the child removed what it made there
     time.sleep(0.5)
-    assert list(tmp.iterdir()) == []
+    assert list(tmp.iterdir()) == ([tmp / "data"] if given else [])
+    assert _cleaned(tmp / "data")
