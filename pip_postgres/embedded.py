@@ -62,6 +62,7 @@ _START_TIMEOUT_S = 60
 _STOP_TIMEOUT_S = 30
 _LOG_TAIL_LINES = 40
 _LEFTOVERS_WAIT_S = 10
+_GROUP_EXIT_WAIT_S = 5  # for the processes of a killed command's group to exit
 # what the server logs when a crashed server's files or processes are still around
 _LEFTOVERS = ("already exists", "is still in use")
 _SOCKET_PATH_MAX = 100  # sun_path is 104 (macOS) or 108 (Linux) bytes, with the final NUL
@@ -197,6 +198,23 @@ def _chown_tree(tree: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(root, name), uid, gid)
 
 
+def _empty(directory: Path) -> None:
+    """Remove everything in ``directory``, but not the directory itself (errors ignored).
+
+    :param directory: the directory.
+    """
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
 def _pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie (an orphan nobody reaps yet).
 
@@ -213,6 +231,47 @@ def _pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
+
+
+def _kill_group(process: subprocess.Popen[Any]) -> None:
+    """Kill the process group led by ``process`` (``SIGKILL``), and reap ``process``.
+
+    Then wait (at most ``_GROUP_EXIT_WAIT_S``, 5 s) until the group's other processes, which are
+    not this process's children and cannot be reaped here, are gone (or are zombies only).
+
+    :param process: a process started with ``start_new_session=True``.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + _GROUP_EXIT_WAIT_S
+    while time.monotonic() < deadline and _group_alive(process.pid):
+        time.sleep(0.01)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether the process group ``pgid`` has a process that is not a zombie.
+
+    :param pgid: the process group id.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:  # no /proc (macOS): a member exists, zombie or not
+        return True
+    for pid in pids:
+        try:  # "pid (comm) state ppid pgrp ..."
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _tail(path: Path, since: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
@@ -487,31 +546,23 @@ class EmbeddedPostgres(_Server):
         Does nothing if it is already running. Waits until the server accepts connections.
 
         :raises RuntimeError: when the server does not start; the message ends with the tail of
-            the server log.
+            the server log. Whatever fails or interrupts it (``KeyboardInterrupt`` too), what it
+            made is removed (:meth:`stop`) before the exception propagates.
         """
         with self._lock:
             if self.is_running():
                 return
             if self._temp_data and self._data_dir is not None and not self._data_dir.exists():
                 self._data_dir = None  # removed by stop(): start afresh
-            self._prepare()
-            for attempt in range(3):
-                try:
-                    self._pg_start()
-                    break
-                except RuntimeError as error:
-                    port_taken = "could not bind" in str(error) or "in use" in str(error)
-                    if not (self._auto_port and port_taken and attempt < 2):
-                        self.stop()  # removes what _prepare made
-                        raise
-                    self._port = _free_port()
-            self._running = True
-            self._owner_pid = os.getpid()
-            atexit.unregister(self._stop_at_exit)
-            atexit.register(self._stop_at_exit)
             try:
+                self._prepare()
+                self._pg_start_on_free_port()
+                self._running = True
+                self._owner_pid = os.getpid()
+                atexit.unregister(self._stop_at_exit)
+                atexit.register(self._stop_at_exit)
                 self._bootstrap()
-            except Exception:
+            except BaseException:  # Ctrl-C included: nothing is left running or on disk
                 self.stop()
                 raise
 
@@ -570,6 +621,15 @@ class EmbeddedPostgres(_Server):
     def _run(self, command: list[str], timeout: float) -> str:
         """Run ``command`` (as :data:`SYSTEM_USER` when root); return its output.
 
+        The command runs in a process group of its own. If the wait for it times out or is
+        interrupted (any exception, ``KeyboardInterrupt`` included), the whole group is killed
+        (``SIGKILL``) and the command reaped before the error is reported or re-raised: killing
+        the command alone, as :func:`subprocess.run` does, would leave its children running
+        (``initdb`` runs ``postgres --boot`` and ``postgres --single``), still writing to the
+        data directory that the clean-up after the error removes. When the command returns,
+        nothing is killed: the postmaster that ``pg_ctl start`` leaves running is in a session
+        of its own anyway (``pg_ctl`` calls ``setsid``), and :meth:`stop` stops it.
+
         :param command: the program and its arguments.
         :param timeout: seconds before it is killed.
         :raises RuntimeError: when it fails or times out.
@@ -582,21 +642,25 @@ class EmbeddedPostgres(_Server):
         # A file, not a pipe: pg_ctl leaves the server running with the inherited descriptors,
         # and reading a pipe to its end would wait for the server to exit.
         with tempfile.TemporaryFile("w+") as output:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd="/",
+                env=env,
+                start_new_session=True,  # its own process group, whose id is its pid
+                **kwargs,
+            )
             try:
-                result = subprocess.run(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    cwd="/",
-                    env=env,
-                    timeout=timeout,
-                    check=False,
-                    **kwargs,
-                )
-                failure = f"exit status {result.returncode}" if result.returncode else ""
+                status = process.wait(timeout)
+                failure = f"exit status {status}" if status else ""
             except subprocess.TimeoutExpired:
+                _kill_group(process)
                 failure = f"no answer in {timeout:g} s"
+            except BaseException:
+                _kill_group(process)
+                raise
             output.seek(0)
             text = output.read()
         if failure:
@@ -624,22 +688,34 @@ class EmbeddedPostgres(_Server):
         self._socket_dir = self._make_socket_dir()
 
     def _initdb(self, data: Path) -> None:
+        """Initialise the empty directory ``data`` as a cluster.
+
+        If ``initdb`` fails, times out or is interrupted, what it wrote is removed again: it is
+        no cluster, and its ``PG_VERSION`` would make the next :meth:`start` take it for one.
+
+        :param data: the data directory.
+        :raises RuntimeError: when ``data`` is not empty, or ``initdb`` fails.
+        """
         if any(data.iterdir()):
             raise RuntimeError(f"{data} is neither empty nor a PostgreSQL data directory")
-        self._run(
-            [
-                str(self._bin / "initdb"),
-                "--pgdata", str(data),
-                "--username", _SUPERUSER,
-                "--auth-local", "trust",
-                "--auth-host", "scram-sha-256",
-                "--encoding", "UTF8",
-                "--no-locale",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            timeout=_START_TIMEOUT_S,
-        )  # fmt: skip
+        try:
+            self._run(
+                [
+                    str(self._bin / "initdb"),
+                    "--pgdata", str(data),
+                    "--username", _SUPERUSER,
+                    "--auth-local", "trust",
+                    "--auth-host", "scram-sha-256",
+                    "--encoding", "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                timeout=_START_TIMEOUT_S,
+            )  # fmt: skip
+        except BaseException:
+            _empty(data)
+            raise
         (data / "pg_hba.conf").write_text(_HBA)
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(f"\n# pip_postgres.embedded\ninclude_if_exists = '{_SETTINGS_FILE}'\n")
@@ -683,6 +759,21 @@ class EmbeddedPostgres(_Server):
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+
+    def _pg_start_on_free_port(self) -> None:
+        """:meth:`_pg_start`, on another free port if the automatic one was taken meanwhile.
+
+        :raises RuntimeError: when the server does not start.
+        """
+        for attempt in range(3):
+            try:
+                self._pg_start()
+                return
+            except RuntimeError as error:
+                port_taken = "could not bind" in str(error) or "in use" in str(error)
+                if not (self._auto_port and port_taken and attempt < 2):
+                    raise
+                self._port = _free_port()
 
     def _pg_start(self) -> None:
         """Start the postmaster and wait until it accepts connections.
