@@ -320,25 +320,45 @@ def connected(state: ConnectState | None, conn: _M) -> _M:
     return conn
 
 
-def changes_session(query: object) -> bool:
-    """Whether ``query`` looks like it changes a session setting.
+#: What :func:`screen_statement` says of a statement's text.
+SCREEN_NO = 0  # its text has no "set": it cannot change a session setting
+SCREEN_MAYBE = 1  # its text has "set" somewhere, or is composed: its command status tells
+SCREEN_YES = 2  # it looks like it changes one
 
-    It does if one of its statements starts with ``SET`` or ``RESET`` (the first one, or one
-    after a semicolon), or if it calls ``set_config()``. A composed query
-    (:mod:`psycopg.sql`) is not looked at: its command status tells, after it ran. The screen
-    costs a lowercase copy of the text and a substring search, so it stays cheap for long
-    queries; a false positive costs one ``RESET ALL``, nothing more.
+
+def screen_statement(query: object) -> int:
+    """What the text of ``query`` says of whether it changes a session setting.
+
+    :data:`SCREEN_YES` if one of its statements starts with ``SET`` or ``RESET`` (the first
+    one, or one after a semicolon), or if it calls ``set_config()``; :data:`SCREEN_NO` if its
+    text does not contain ``set`` at all (then no statement of it is a ``SET`` or ``RESET``,
+    whose command statuses :func:`track_after` looks for); :data:`SCREEN_MAYBE` otherwise, and
+    for a composed query (:mod:`psycopg.sql`), whose command status tells after it ran. The
+    screen costs a lowercase copy of the text and a substring search, so it stays cheap for
+    long queries; a false positive costs one ``RESET ALL``, nothing more.
     """
-    if isinstance(query, bytes):
-        query = query.decode("latin-1")  # the keywords are ASCII; never fails
-    elif not isinstance(query, str):
-        return False
-    text = query.lower()
+    if isinstance(query, str):
+        text = query.lower()
+    elif isinstance(query, bytes):
+        text = query.decode("latin-1").lower()  # the keywords are ASCII; never fails
+    else:
+        return SCREEN_MAYBE
     if "set" not in text:  # "reset" and "set_config" contain it too
-        return False
+        return SCREEN_NO
     if starts_with_set(text) or "set_config" in text:
-        return True
-    return ";" in text and any(starts_with_set(part) for part in text.split(";")[1:])
+        return SCREEN_YES
+    if ";" in text and any(starts_with_set(part) for part in text.split(";")[1:]):
+        return SCREEN_YES
+    return SCREEN_MAYBE
+
+
+def changes_session(query: object) -> bool:
+    """Whether ``query`` looks like it changes a session setting (:func:`screen_statement`).
+
+    A composed query (:mod:`psycopg.sql`) is not looked at: its command status tells, after
+    it ran.
+    """
+    return screen_statement(query) == SCREEN_YES
 
 
 def starts_with_set(statement: str) -> bool:
@@ -354,14 +374,18 @@ def starts_with_set(statement: str) -> bool:
 def track_before(conn: CheckoutMarks, query: object) -> bool:
     """Mark a connection before a statement runs (``reset_session`` = ``auto``).
 
-    :return: whether the command status must be looked at after it ran.
+    :return: whether the command status must be looked at after it ran
+        (:func:`track_after`): only if the session is not known to be changed yet and the
+        text may hold a ``SET`` or ``RESET`` that does not start a statement (after a
+        comment, say) or is composed.
     """
     conn.used = True
     if conn.session_changed:
         return False
-    if changes_session(query):
+    screen = screen_statement(query)
+    if screen == SCREEN_YES:
         conn.session_changed = True
-    return True
+    return screen == SCREEN_MAYBE
 
 
 def track_after(conn: CheckoutMarks, result: pq.abc.PGresult | None) -> None:

@@ -78,10 +78,17 @@ class _UsageCursor(psycopg.Cursor[TupleRow]):
 
     __slots__ = ()
 
-    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
+    def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
         self._conn.used = True  # type: ignore[attr-defined]
-        return super().execute(query, *args, **kwargs)
+        return super().execute(query, params, prepare=prepare, binary=binary)
 
     def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
         """Execute a statement many times: see :meth:`psycopg.Cursor.executemany`."""
@@ -101,13 +108,20 @@ class _TrackingCursor(psycopg.Cursor[TupleRow]):
 
     __slots__ = ()
 
-    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
+    def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
         conn: PooledConnection = self._conn  # type: ignore[assignment]
         if not checkout.track_before(conn, query):
-            return super().execute(query, *args, **kwargs)
+            return super().execute(query, params, prepare=prepare, binary=binary)
         try:
-            return super().execute(query, *args, **kwargs)
+            return super().execute(query, params, prepare=prepare, binary=binary)
         finally:
             checkout.track_after(conn, self.pgresult)
 

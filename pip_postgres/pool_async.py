@@ -42,10 +42,17 @@ class _AsyncUsageCursor(psycopg.AsyncCursor[TupleRow]):
 
     __slots__ = ()
 
-    async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
+    async def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
         """Execute a statement: see :meth:`psycopg.AsyncCursor.execute`."""
         self._conn.used = True  # type: ignore[attr-defined]
-        return await super().execute(query, *args, **kwargs)
+        return await super().execute(query, params, prepare=prepare, binary=binary)
 
     async def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
         """Execute a statement many times: see :meth:`psycopg.AsyncCursor.executemany`."""
@@ -58,13 +65,20 @@ class _AsyncTrackingCursor(psycopg.AsyncCursor[TupleRow]):
 
     __slots__ = ()
 
-    async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
+    async def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
         """Execute a statement: see :meth:`psycopg.AsyncCursor.execute`."""
         conn: AsyncPooledConnection = self._conn  # type: ignore[assignment]
         if not checkout.track_before(conn, query):
-            return await super().execute(query, *args, **kwargs)
+            return await super().execute(query, params, prepare=prepare, binary=binary)
         try:
-            return await super().execute(query, *args, **kwargs)
+            return await super().execute(query, params, prepare=prepare, binary=binary)
         finally:
             checkout.track_after(conn, self.pgresult)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from psycopg import pq
+from psycopg import pq, sql
 
 from pip_postgres import checkout
 
@@ -53,9 +53,31 @@ def test_ping_timeout_is_a_quarter_of_the_wait_within_bounds() -> None:
 
 def test_tracking_marks_use_and_session_changes() -> None:
     marks = checkout.CheckoutMarks()
-    assert checkout.track_before(marks, "SELECT 1") is True
+    # No "set" in the text: no SET or RESET, no command status to look at.
+    assert checkout.track_before(marks, "SELECT 1") is False
     assert marks.used and not marks.session_changed
-    assert checkout.track_before(marks, b"select 1; SET search_path TO x") is True
+    # "set" where the screen does not call it a SET: the command status tells.
+    assert checkout.track_before(marks, "/* first */ SET search_path TO x") is True
+    assert checkout.track_before(marks, sql.SQL("SELECT 1")) is True
+    assert not marks.session_changed
+    assert checkout.track_before(marks, b"select 1; SET search_path TO x") is False
     assert marks.session_changed
     # Once changed, the command status need not be looked at.
-    assert checkout.track_before(marks, "SELECT 2") is False
+    assert checkout.track_before(marks, "/* again */ SET search_path TO y") is False
+
+
+@pytest.mark.parametrize(
+    ("query", "screen"),
+    [
+        ("SELECT 1", checkout.SCREEN_NO),
+        (b"INSERT INTO t VALUES (1)", checkout.SCREEN_NO),
+        ("UPDATE t SET v = 1", checkout.SCREEN_MAYBE),
+        ("/* c */ SET x = 1", checkout.SCREEN_MAYBE),
+        (sql.SQL("SELECT 1"), checkout.SCREEN_MAYBE),
+        (12, checkout.SCREEN_MAYBE),
+        ("ReSeT ALL", checkout.SCREEN_YES),
+        ("SELECT 1; set x = 1", checkout.SCREEN_YES),
+    ],
+)
+def test_the_screen_of_a_statement(query: object, screen: int) -> None:
+    assert checkout.screen_statement(query) == screen
