@@ -38,9 +38,11 @@ __all__ = ["CheckoutTimeout", "Leak"]
 #: psycopg_pool's logger: the direct checkout and return log what psycopg_pool's own do.
 _POOL_LOGGER = logging.getLogger("psycopg.pool")
 
-#: The attributes of psycopg_pool's pools (3.2.2 to 3.3) that the direct checkout and return
-#: use (see :meth:`CheckoutPolicy._direct_take_allowed`); a pool that lacks one of them always
-#: goes through psycopg_pool's public ``getconn()`` and ``putconn()``.
+#: The attributes of psycopg_pool's pools (3.2.2 to 3.3, not documented by psycopg_pool) that
+#: the direct checkout and return use: a checkout that finds an idle connection and a return
+#: of a clean one, done as psycopg_pool's ``getconn()`` and ``putconn()`` do them, without
+#: their layers. A pool that lacks one of them always goes through psycopg_pool's public
+#: ``getconn()`` and ``putconn()``.
 DIRECT_PATH_ATTRIBUTES = (
     "_lock",
     "_pool",
@@ -320,10 +322,13 @@ def connected(state: ConnectState | None, conn: _M) -> _M:
     return conn
 
 
-#: What :func:`screen_statement` says of a statement's text.
-SCREEN_NO = 0  # its text has no "set": it cannot change a session setting
-SCREEN_MAYBE = 1  # its text has "set" somewhere, or is composed: its command status tells
-SCREEN_YES = 2  # it looks like it changes one
+#: :func:`screen_statement`: the text has no ``set``, so it cannot change a session setting.
+SCREEN_NO = 0
+#: :func:`screen_statement`: the text has ``set`` somewhere, or is composed: its command status
+#: tells.
+SCREEN_MAYBE = 1
+#: :func:`screen_statement`: it looks like it changes a session setting.
+SCREEN_YES = 2
 
 
 def screen_statement(query: object) -> int:

@@ -15,6 +15,16 @@ service needs of its checkouts:
 
 It is still a ``ConnectionPool``: code that calls ``getconn()``/``putconn()`` or
 ``connection()`` on it gets all of the above.
+
+A checkout that finds an idle connection, and a return of a clean one, do not go through
+psycopg_pool's ``getconn()`` and ``putconn()``: they do what those do in that case (the same
+critical section, statistics and log lines) directly on psycopg_pool's queue, at a fraction of
+the cost of their layers (log calls made even when nothing is logged, a retry loop, a check
+callback this package does not use). Everything else (waiting, growing, a closed pool, a
+connection to discard) is psycopg_pool's own code. The direct path uses attributes that
+psycopg_pool does not document (:data:`~pip_postgres.checkout.DIRECT_PATH_ATTRIBUTES`, present
+from 3.2.2 to 3.3, the versions this package accepts); a pool that lacks one of them takes
+psycopg_pool's path for every checkout.
 """
 
 from __future__ import annotations
