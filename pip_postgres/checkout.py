@@ -239,7 +239,6 @@ def bypass_applies(
     now: float,
     returned_at: float,
     created_at: float,
-    *,
     bypass: float,
     suspect_before: float,
     max_lifetime: float,
@@ -635,13 +634,13 @@ class CheckoutPolicy:
         pool: Any = self  # (a psycopg_pool pool; no cast() call on this path)
         pgconn = conn.pgconn  # type: ignore[attr-defined]
         if (
-            bypass_applies(
+            bypass_applies(  # (positional: a hot path)
                 now,
                 conn.returned_at,
                 conn.created_at,
-                bypass=self.validation_bypass,
-                suspect_before=self._suspect_before,
-                max_lifetime=pool.max_lifetime,
+                self.validation_bypass,
+                self._suspect_before,
+                pool.max_lifetime,
             )
             and idle_and_intact(pgconn.status, pgconn.transaction_status)
             and not socket_has_news(pgconn.socket, conn.news_poller)

@@ -417,8 +417,8 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
 
         See :meth:`~pip_postgres.checkout.CheckoutPolicy._direct_take_allowed`.
         """
-        if not self._direct_take_allowed(timeout):
-            return None
+        if not (self._pool and self._direct_take_allowed(timeout)):
+            return None  # (no idle connection: the caller waits, in psycopg_pool's code)
         with self._lock:
             idle = self._pool
             if not idle:

@@ -240,8 +240,8 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         taking the connection and handing it out: a task cancelled while it waits for the lock
         has taken nothing.
         """
-        if not self._direct_take_allowed(timeout):
-            return None
+        if not (self._pool and self._direct_take_allowed(timeout)):
+            return None  # (no idle connection: the caller waits, in psycopg_pool's code)
         async with self._lock:
             idle = self._pool
             if not idle:
