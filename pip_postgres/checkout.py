@@ -551,6 +551,17 @@ class CheckoutPolicy:
             "cursor_factory": self._cursor_factory,
         }
 
+    def _init_idle_queue(self, idle_order: str) -> None:
+        """Serve psycopg_pool's queue of idle connections in ``idle_order`` (:func:`idle_queue`).
+
+        Called by the pools once psycopg_pool's ``__init__()`` made the queue.
+        """
+        pool: Any = self
+        pool._pool = queue = idle_queue(pool._pool, idle_order)
+        # What the direct checkout takes with: a method of the deque itself, not the Python
+        # override that psycopg_pool's own checkout calls.
+        self._take_next: Callable[[], Any] = queue.pop if idle_order == "lifo" else queue.popleft
+
     def _init_direct_path(self) -> None:
         """Turn the direct checkout and return on if psycopg_pool has what they use.
 

@@ -57,7 +57,7 @@ class _Checkout(
     __slots__ = ()
 
     def __enter__(self) -> psycopg.Connection[Any]:
-        self._conn = self._pool.getconn(self._timeout)
+        self._conn = self._pool._checkout(self._timeout)  # getconn() without its key handling
         return self._conn
 
     def __exit__(

@@ -320,7 +320,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         super().__init__(
             conninfo, connection_class=PooledConnection, kwargs=kwargs, open=False, **pool_kwargs
         )
-        self._pool = checkout.idle_queue(self._pool, idle_order)
+        self._init_idle_queue(idle_order)
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         if open:
@@ -423,7 +423,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             idle = self._pool
             if not idle:
                 return None
-            conn = idle.popleft()
+            conn = self._take_next()
             if len(idle) < self._nconns_min:
                 self._nconns_min = len(idle)
         taken: PooledConnection = self._took(conn)

@@ -189,7 +189,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             open=False,
             **pool_kwargs,
         )
-        self._pool = checkout.idle_queue(self._pool, idle_order)
+        self._init_idle_queue(idle_order)
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
@@ -246,7 +246,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             idle = self._pool
             if not idle:
                 return None
-            conn = idle.popleft()
+            conn = self._take_next()
             if len(idle) < self._nconns_min:
                 self._nconns_min = len(idle)
         taken: AsyncPooledConnection = self._took(conn)
