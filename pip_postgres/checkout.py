@@ -694,6 +694,17 @@ class CheckoutPolicy:
             if conn is None:
                 raise self._timeout_error(wait, broken)
 
+    def _end_statement(self, conn: Any, success: bool) -> str | None:
+        """What ends a checkout of ``conn`` (:func:`finish_statement`); clears its marks.
+
+        No I/O: the pools send what it returns (``finish()``), if anything.
+        """
+        sql = finish_statement(
+            conn.pgconn.transaction_status, success, reset_needed(self.reset_session, conn)
+        )
+        conn.used = conn.session_changed = False  # what putconn() looks at: nothing left to do
+        return sql
+
     def _discarded(self, problem: str, conn: Any) -> None:
         """Count a connection discarded at checkout; a broken one makes the others suspect.
 

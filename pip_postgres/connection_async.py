@@ -38,9 +38,12 @@ class _AsyncCheckout(
         return self._conn
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        conn = self._take()
+        conn, pool = self._take(), self._pool
         try:
-            await self._pool.finish(conn, exc_type is None)
+            # pool.finish(), without a coroutine when there is nothing to send
+            sql = pool._end_statement(conn, exc_type is None)
+            if sql is not None:
+                await pool._send_end(conn, sql)
         except BaseException as error:
             # The connection's state is unknown (a failed COMMIT, or the task cancelled again
             # while its checkout ended): closed (which never suspends), the pool replaces it.

@@ -457,22 +457,17 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :raises psycopg.Error: the COMMIT, ROLLBACK or reset failed; the connection is then in
             an unknown state, and the caller closes it.
         """
-        status = conn.pgconn.transaction_status
-        sql = checkout.finish_statement(
-            status, success, checkout.reset_needed(self.reset_session, conn)
-        )
-        conn.used = conn.session_changed = False  # what putconn() looks at: nothing left to do
+        sql = self._end_statement(conn, success)
         if sql is None:
             return
         if sql == "COMMIT":
             conn.commit()
         elif sql == "ROLLBACK":
             conn.rollback()
-        # A plain cursor: the connection's own would mark the reset as a session change.
-        elif status != _IDLE:
-            psycopg.Cursor(conn).execute(sql, prepare=False)
-        else:
+        elif sql == checkout.RESET_ALL:  # outside a transaction
             self._reset_outside_transaction(conn)
+        else:  # A plain cursor: the connection's own would mark the reset as a session change.
+            psycopg.Cursor(conn).execute(sql, prepare=False)
 
     def _reset_outside_transaction(self, conn: PooledConnection) -> None:
         # In transactional mode a plain execute() would open a transaction first.

@@ -215,7 +215,8 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         """
         wait = self.timeout if timeout is None else timeout
         start = monotonic()
-        conn = await self._take_idle(wait)
+        # (no coroutine made for the direct checkout when no connection is idle)
+        conn = await self._take_idle(wait) if self._pool else None
         if conn is None:
             try:
                 conn = await super().getconn(wait)
@@ -277,19 +278,18 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         :param success: commit (rather than roll back) an open transaction.
         :raises psycopg.Error: the COMMIT, ROLLBACK or reset failed; the caller closes it.
         """
-        status = conn.pgconn.transaction_status
-        sql = checkout.finish_statement(
-            status, success, checkout.reset_needed(self.reset_session, conn)
-        )
-        conn.used = conn.session_changed = False
-        if sql is None:
-            return
+        sql = self._end_statement(conn, success)
+        if sql is not None:
+            await self._send_end(conn, sql)
+
+    async def _send_end(self, conn: AsyncPooledConnection, sql: str) -> None:
+        """Send what ends a checkout (see :meth:`finish`)."""
         if sql == "COMMIT":
             await conn.commit()
         elif sql == "ROLLBACK":
             await conn.rollback()
         # A plain cursor: the connection's own would mark the reset as a session change.
-        elif status != IDLE:
+        elif sql != checkout.RESET_ALL:  # in a transaction
             await psycopg.AsyncCursor(conn).execute(sql, prepare=False)
         else:
             autocommit = conn.autocommit
