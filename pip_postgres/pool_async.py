@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -42,17 +42,21 @@ class _AsyncUsageCursor(psycopg.AsyncCursor[TupleRow]):
 
     __slots__ = ()
 
-    async def execute(
+    def execute(
         self,
         query: Any,
         params: Any = None,
         *,
         prepare: bool | None = None,
         binary: bool | None = None,
-    ) -> Self:
-        """Execute a statement: see :meth:`psycopg.AsyncCursor.execute`."""
+    ) -> Coroutine[Any, Any, Self]:
+        """Execute a statement: see :meth:`psycopg.AsyncCursor.execute`.
+
+        Not a coroutine function of its own: it returns psycopg's coroutine, to be awaited as
+        usual, so that a statement costs no extra coroutine.
+        """
         self._conn.used = True  # type: ignore[attr-defined]
-        return await super().execute(query, params, prepare=prepare, binary=binary)
+        return super().execute(query, params, prepare=prepare, binary=binary)
 
     async def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
         """Execute a statement many times: see :meth:`psycopg.AsyncCursor.executemany`."""
@@ -65,20 +69,32 @@ class _AsyncTrackingCursor(psycopg.AsyncCursor[TupleRow]):
 
     __slots__ = ()
 
-    async def execute(
+    def execute(
         self,
         query: Any,
         params: Any = None,
         *,
         prepare: bool | None = None,
         binary: bool | None = None,
-    ) -> Self:
-        """Execute a statement: see :meth:`psycopg.AsyncCursor.execute`."""
+    ) -> Coroutine[Any, Any, Self]:
+        """Execute a statement: see :meth:`psycopg.AsyncCursor.execute`.
+
+        Not a coroutine function of its own: unless the command status must be looked at
+        after it ran, it returns psycopg's coroutine, to be awaited as usual, so that a
+        statement costs no extra coroutine.
+        """
         conn: AsyncPooledConnection = self._conn  # type: ignore[assignment]
         if not checkout.track_before(conn, query):
-            return await super().execute(query, params, prepare=prepare, binary=binary)
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        return self._execute_tracked(
+            conn, super().execute(query, params, prepare=prepare, binary=binary)
+        )
+
+    async def _execute_tracked(
+        self, conn: AsyncPooledConnection, running: Coroutine[Any, Any, Self]
+    ) -> Self:
         try:
-            return await super().execute(query, params, prepare=prepare, binary=binary)
+            return await running
         finally:
             checkout.track_after(conn, self.pgresult)
 
