@@ -443,6 +443,36 @@ def attributes_to_restore(conn: Any, autocommit: bool) -> list[tuple[str, Any]]:
     return changed
 
 
+def transaction_attributes_changed(conn: Any, autocommit: bool) -> bool:
+    """Whether a holder changed a transaction attribute of ``conn``.
+
+    The attributes are ``autocommit``, ``isolation_level``, ``read_only`` and ``deferrable``
+    (:func:`attributes_to_restore` says to what they go back). Asked at every return, so it
+    reads the values where psycopg keeps them (``_autocommit``, ``_isolation_level``,
+    ``_read_only``, ``_deferrable`` in the connection's ``__dict__``): four dictionary lookups
+    instead of four property calls. A psycopg that keeps them elsewhere is asked through its
+    public properties.
+
+    :param conn: a :class:`psycopg.Connection` or :class:`psycopg.AsyncConnection`.
+    :param autocommit: the pool's ``autocommit``.
+    """
+    state = conn.__dict__
+    try:
+        return (
+            state["_autocommit"] is not autocommit
+            or state["_isolation_level"] is not None
+            or state["_read_only"] is not None
+            or state["_deferrable"] is not None
+        )
+    except KeyError:
+        return (
+            conn.autocommit is not autocommit
+            or conn.isolation_level is not None
+            or conn.read_only is not None
+            or conn.deferrable is not None
+        )
+
+
 def expired(conn: CheckoutMarks, now: float, max_lifetime: float) -> bool:
     """Whether a connection is past its lifetime (``max_lifetime``, in seconds)."""
     return now - conn.created_at >= max_lifetime
@@ -749,10 +779,7 @@ class CheckoutPolicy:
             pgconn.transaction_status != IDLE
             or conn.used
             or conn.session_changed
-            or conn.autocommit is not self._autocommit
-            or conn.isolation_level is not None
-            or conn.read_only is not None
-            or conn.deferrable is not None
+            or transaction_attributes_changed(conn, self._autocommit)
             or conn.row_factory is not tuple_row
             or conn.cursor_factory is not self._cursor_factory
         )

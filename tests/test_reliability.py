@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolClosed
 
 from pip_postgres import CheckoutTimeout, PostgresConnection, PostgresPool
-from pip_postgres.checkout import changes_session
+from pip_postgres.checkout import changes_session, transaction_attributes_changed
 from pip_postgres.embedded import EmbeddedPostgres
 
 from .conftest import LogCapture, Server, admin_query, backends, base_config
@@ -434,6 +434,43 @@ def test_connection_attributes_are_restored(single: PostgresConnection) -> None:
         conn.execute("SET work_mem = '7MB'")  # still tracked: reset at the end
     with single.connection() as conn:
         assert conn.execute("SHOW work_mem").fetchone() != ("7MB",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("autocommit", True),
+        ("read_only", False),
+        ("isolation_level", psycopg.IsolationLevel.READ_COMMITTED),
+        ("deferrable", False),
+    ],
+)
+def test_each_transaction_attribute_alone_is_restored(
+    single: PostgresConnection, name: str, value: object
+) -> None:
+    """Each one alone, set to a value a server would not tell from the default."""
+    with single.connection() as conn:
+        pid = conn.info.backend_pid
+        setattr(conn, name, value)
+    with single.connection() as conn:
+        assert conn.info.backend_pid == pid  # the same connection, not a new one
+        assert getattr(conn, name) == (False if name == "autocommit" else None)
+
+
+def test_attribute_check_falls_back_to_the_public_properties() -> None:
+    """A connection class that keeps the four attributes elsewhere is asked by property."""
+
+    class Elsewhere:
+        autocommit = False
+        isolation_level: object = None
+        read_only: object = None
+        deferrable: object = None
+
+    conn = Elsewhere()
+    assert not transaction_attributes_changed(conn, False)
+    assert transaction_attributes_changed(conn, True)
+    conn.deferrable = True
+    assert transaction_attributes_changed(conn, False)
 
 
 def test_getconn_putconn_with_open_transaction_is_cleaned(single: PostgresConnection) -> None:
