@@ -146,8 +146,8 @@ def a2(target: Target, settings: Settings, log: Log) -> Table:
                 return run_threads(threaded, TASKS, each).throughput
 
             blocks[THREADED_OURS] = _block(measure_threads, _per_worker(measure_threads, settings))
-            log(f"A2: {len(blocks)} cells on {loop.kind}, {settings.w2_rounds} rounds")
-            series = interleave(blocks, settings.w2_rounds, log, "A2")
+            log(f"A2: {len(blocks)} cells on {loop.kind}, {settings.a2_rounds} rounds")
+            series = interleave(blocks, settings.a2_rounds, log, "A2")
     finally:
         threaded.close()
         loop.stop()

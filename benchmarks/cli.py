@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"W2 {settings.w2_rounds} (~{settings.w2_block} s), "
             f"W3 {settings.w3_rounds} (~{settings.w3_block} s), W4 {settings.w4_rounds}, "
             f"W5 {settings.w5_rounds}, W6 {settings.w6_rounds} (~{settings.w6_block} s), "
+            f"A2 {settings.a2_rounds} (W2's blocks), "
             f"memory {settings.memory_rounds}; pools of {settings.pool_size}."
         )
         output.write_text(
