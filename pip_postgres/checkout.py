@@ -613,6 +613,21 @@ class CheckoutPolicy:
         pool: Any = self
         return self._direct and timeout > 0 and not pool._closed and pool._check is None
 
+    def _pop_idle(self) -> Any:
+        """Take the next idle connection, or ``None``: call it in psycopg_pool's lock.
+
+        What psycopg_pool's ``_get_ready_connection()`` does when a connection is idle,
+        including the low-water mark that its ``max_idle`` shrinking reads.
+        """
+        pool: Any = self
+        idle = pool._pool
+        if not idle:
+            return None
+        conn = self._take_next()
+        if len(idle) < pool._nconns_min:
+            pool._nconns_min = len(idle)
+        return conn
+
     def _took(self, conn: Any) -> Any:
         """What psycopg_pool's ``getconn()`` does to a connection it hands out (direct path)."""
         pool: Any = self

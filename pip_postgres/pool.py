@@ -420,13 +420,8 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         if not (self._pool and self._direct_take_allowed(timeout)):
             return None  # (no idle connection: the caller waits, in psycopg_pool's code)
         with self._lock:
-            idle = self._pool
-            if not idle:
-                return None
-            conn = self._take_next()
-            if len(idle) < self._nconns_min:
-                self._nconns_min = len(idle)
-        taken: PooledConnection = self._took(conn)
+            conn = self._pop_idle()
+        taken: PooledConnection | None = None if conn is None else self._took(conn)
         return taken
 
     def _step(self, step: str, conn: Any, seconds: float) -> Any:

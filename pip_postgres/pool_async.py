@@ -260,13 +260,8 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         if not (self._pool and self._direct_take_allowed(timeout)):
             return None  # (no idle connection: the caller waits, in psycopg_pool's code)
         async with self._lock:
-            idle = self._pool
-            if not idle:
-                return None
-            conn = self._take_next()
-            if len(idle) < self._nconns_min:
-                self._nconns_min = len(idle)
-        taken: AsyncPooledConnection = self._took(conn)
+            conn = self._pop_idle()
+        taken: AsyncPooledConnection | None = None if conn is None else self._took(conn)
         return taken
 
     async def _step(self, step: str, conn: Any, seconds: float) -> Any:
