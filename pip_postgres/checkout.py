@@ -465,12 +465,7 @@ def transaction_attributes_changed(conn: Any, autocommit: bool) -> bool:
             or state["_deferrable"] is not None
         )
     except KeyError:
-        return (
-            conn.autocommit is not autocommit
-            or conn.isolation_level is not None
-            or conn.read_only is not None
-            or conn.deferrable is not None
-        )
+        return bool(attributes_to_restore(conn, autocommit))
 
 
 def expired(conn: CheckoutMarks, now: float, max_lifetime: float) -> bool:

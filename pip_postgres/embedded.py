@@ -226,11 +226,25 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         pass
-    try:  # Linux: "pid (comm) state ..."
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    fields = _proc_stat(pid)
+    return fields is None or not _exited(fields)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (Linux): state, ppid, pgrp...
+
+    :return: ``None`` where it cannot be read (no such process, or no ``/proc``).
+    """
+    try:  # "pid (comm) state ppid pgrp ..."
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+        return None
+    return fields or None
+
+
+def _exited(fields: list[str]) -> bool:
+    """Whether a process whose ``/proc`` stat fields are ``fields`` is a zombie (or dead)."""
+    return fields[0] in ("Z", "X")
 
 
 def _kill_group(process: subprocess.Popen[Any]) -> None:
@@ -265,11 +279,10 @@ def _group_alive(pgid: int) -> bool:
     except OSError:  # no /proc (macOS): a member exists, zombie or not
         return True
     for pid in pids:
-        try:  # "pid (comm) state ppid pgrp ..."
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+        fields = _proc_stat(pid)  # state, ppid, pgrp, ...
+        if fields is None or len(fields) <= 2 or fields[2] != str(pgid):
+            continue  # not a member of the group
+        if not _exited(fields):
             return True
     return False
 
