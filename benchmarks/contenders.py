@@ -213,6 +213,7 @@ class OursSession(Session):
         wait: bool = True,
         min_size: int = 0,
         idle_order: str = PostgresOptions.idle_order,
+        begin_with_statement: str = PostgresOptions.begin_with_statement,
     ) -> None:
         super().__init__(target, size, autocommit)
         self.component = PostgresConnection()
@@ -222,9 +223,11 @@ class OursSession(Session):
                 min_pool_size=min_size or size,
                 autocommit=autocommit,
                 idle_order=idle_order,
+                begin_with_statement=begin_with_statement,
             )
         )
         self.component.open(None)  # waits for min_pool_size connections whatever ``wait`` says
+        self._measures = begin_with_statement == "auto" and not autocommit
 
     def request(self, sql: str = SQL, params: Params = None) -> None:
         with self.component.connection() as conn:
@@ -252,7 +255,19 @@ class OursSession(Session):
         return release
 
     def close(self) -> None:
+        pool = self.component.get_connection()
+        if self._measures and pool is not None:
+            AUTO_DECISIONS.append(pool.begin_ahead.on)
+            if pool.begin_ahead.round_trip is not None:
+                AUTO_ROUND_TRIPS.append(pool.begin_ahead.round_trip)
         self.component.close(None)
+
+
+#: What ``options.begin_with_statement`` = ``auto`` decided in the transactional sessions of
+#: ours closed since the list was last emptied (``True``: BEGIN sent with the statement), and
+#: the shortest round trips their pools measured, in seconds (for the report's notes).
+AUTO_DECISIONS: list[bool] = []
+AUTO_ROUND_TRIPS: list[float] = []
 
 
 # -- 4. the published pip-services4-postgres 0.0.1 PostgresConnection -------------------------
@@ -369,7 +384,7 @@ class NewSession(Session):
         pass
 
 
-# -- 6. BEGIN sent with the first statement, through psycopg's pipeline mode -----------------
+# -- 6. BEGIN sent with the first statement, by hand, through psycopg's pipeline mode ---------
 
 
 def begin_with(conn: psycopg.Connection[Any], sql: str, params: Params) -> None:
@@ -397,17 +412,6 @@ class HeldPipelineSession(HeldSession):
         begin_with(self._conns[0], sql, params)
 
 
-class OursPipelineSession(OursSession):
-    """Ours in autocommit mode, with :func:`begin_with` inside the ``connection()`` block."""
-
-    def __init__(self, target: Target, size: int, autocommit: bool, **kwargs: Any) -> None:
-        super().__init__(target, size, True, **kwargs)
-
-    def request(self, sql: str = SQL, params: Params = None) -> None:
-        with self.component.connection() as conn:
-            begin_with(conn, sql, params)
-
-
 # -- the registry -----------------------------------------------------------------------------
 
 
@@ -433,6 +437,9 @@ OURS = "ours"
 #: Ours with the order of idle connections that is not the default.
 OTHER_ORDER = "fifo" if PostgresOptions.idle_order == "lifo" else "lifo"
 OURS_OTHER = f"ours-{OTHER_ORDER}"
+#: Ours with ``options.begin_with_statement`` forced either way (the default is ``auto``).
+OURS_BEGIN_ALWAYS = "ours-begin-always"
+OURS_BEGIN_NEVER = "ours-begin-never"
 
 CONTENDERS: dict[str, Contender] = {
     contender.key: contender
@@ -501,12 +508,21 @@ CONTENDERS: dict[str, Contender] = {
             "take three, even in pipeline mode). Transactional requests only.",
         ),
         Contender(
-            "ours-pipeline",
-            "pip_postgres, BEGIN with the statement",
-            OursPipelineSession,
-            "Ours with ``options.autocommit`` true, and the same pipeline inside the "
-            "``connection()`` block; the block's end commits the transaction. Transactional "
+            OURS_BEGIN_ALWAYS,
+            "pip_postgres, begin_with_statement=always",
+            OursSession,
+            "Ours as above, with ``options.begin_with_statement`` = ``always``: every "
+            "transaction's ``BEGIN`` goes in one write with its first statement. Transactional "
             "requests only.",
+            {"begin_with_statement": "always"},
+        ),
+        Contender(
+            OURS_BEGIN_NEVER,
+            "pip_postgres, begin_with_statement=never",
+            OursSession,
+            "Ours as above, with ``options.begin_with_statement`` = ``never``: psycopg's own "
+            "way, ``BEGIN`` in a round trip of its own. Transactional requests only.",
+            {"begin_with_statement": "never"},
         ),
     )
 }

@@ -20,10 +20,20 @@ from time import perf_counter
 
 import psycopg
 
+from pip_postgres.begin import AUTO_ROUND_TRIP
 from pip_postgres.embedded import EmbeddedPostgres
 
 from . import stats
-from .contenders import CONTENDERS, OURS, OURS_OTHER, Session
+from .contenders import (
+    AUTO_DECISIONS,
+    AUTO_ROUND_TRIPS,
+    CONTENDERS,
+    OURS,
+    OURS_BEGIN_ALWAYS,
+    OURS_BEGIN_NEVER,
+    OURS_OTHER,
+    Session,
+)
 from .server import Server, Target
 
 
@@ -217,7 +227,7 @@ def timed_cells(
 #: W1's contenders in each mode: the pipelines save nothing in autocommit mode.
 W1_KEYS = {
     "transactional": ["held", "held-pipeline", "psycopg_pool", OURS, OURS_OTHER,
-                      "ours-pipeline", "published", "new"],
+                      OURS_BEGIN_ALWAYS, OURS_BEGIN_NEVER, "published", "new"],
     "autocommit": ["held", "psycopg_pool", OURS, OURS_OTHER, "published", "new"],
 }  # fmt: skip
 
@@ -230,6 +240,8 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
         for mode, autocommit in modes.items()
         for key in W1_KEYS[mode]
     }
+    AUTO_DECISIONS.clear()
+    AUTO_ROUND_TRIPS.clear()
     series = timed_cells(
         target, settings, log, "W1", cells, "request", _median_block, settings.w1_block,
         settings.w1_rounds,
@@ -250,7 +262,30 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
             [CONTENDERS[key].label, *mode_cells(series, "transactional", key),
              *mode_cells(series, "autocommit", key)]
         )  # fmt: skip
+    if AUTO_DECISIONS:
+        table.notes.append(auto_note(AUTO_DECISIONS, AUTO_ROUND_TRIPS))
     return table
+
+
+def auto_note(decisions: Sequence[bool], round_trips: Sequence[float]) -> str:
+    """What ``options.begin_with_statement`` = ``auto`` decided in this table's pools."""
+    on = sum(decisions)
+    said = (
+        "sent ``BEGIN`` with the first statement"
+        if on == len(decisions)
+        else "left ``BEGIN`` in a round trip of its own"
+        if on == 0
+        else f"sent ``BEGIN`` with the first statement in {on} of {len(decisions)} pools"
+    )
+    shortest = (
+        f": the shortest round trip its connections measured was {min(round_trips) * 1e6:.0f} µs"
+        if round_trips
+        else ""
+    )
+    return (
+        f"Transactional, ``options.begin_with_statement`` = ``auto`` (the default) {said} "
+        f"here{shortest} (it does so from {AUTO_ROUND_TRIP * 1e6:.0f} µs)."
+    )
 
 
 def mode_cells(series: dict[str, list[float]], mode: str, key: str) -> list[str]:

@@ -30,6 +30,7 @@ from psycopg import pq
 from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
+from .begin import BeginAhead
 from .fork import release
 from .redaction import SECRET_PARAMS, redact
 
@@ -132,10 +133,19 @@ def idle_queue(queue: deque[Any], idle_order: str) -> deque[Any]:
 
 
 class ConnectState:
-    """What the pool's connections tell it when they connect (shared, one per pool)."""
+    """What the pool's connections tell it when they connect (shared, one per pool).
 
-    def __init__(self) -> None:
+    :param begin_with_statement: ``options.begin_with_statement``: ``auto`` (default),
+        ``always`` or ``never``.
+    """
+
+    def __init__(self, begin_with_statement: str = "auto") -> None:
+        #: The server's reason for the last failed connection attempt (``None`` after a
+        #: success).
         self.last_error: str | None = None
+        #: Whether checkouts send ``BEGIN`` with the first statement, and the round trips
+        #: new connections measured for ``auto``.
+        self.begin = BeginAhead(begin_with_statement)
 
     def __repr__(self) -> str:
         return "<pool connect state>"
@@ -166,6 +176,10 @@ class CheckoutMarks:
     session_changed: bool = False
     #: Whether it belongs to a pool of this package (set when the pool connects it).
     pooled: bool = False
+    #: Whether its cursors send ``BEGIN`` with the first statement of a transaction during
+    #: the current checkout (the pool's :class:`~pip_postgres.begin.BeginAhead`, stamped at
+    #: checkout).
+    begin_ahead: bool = False
     #: Whether it is checked out now.
     held: bool = False
     #: Counts its checkouts and returns: a ``with conn:`` block that sees it changed knows
@@ -516,7 +530,9 @@ class CheckoutPolicy:
     :param on_leak: called with each :class:`Leak`.
     :param reset_session: ``auto``, ``always`` or ``never``.
     :param idle_order: ``lifo`` or ``fifo``: see :attr:`idle_order` and :func:`idle_queue`.
-    :raises ValueError: ``reset_session`` is none of its values.
+    :param begin_with_statement: ``auto``, ``always`` or ``never``: see
+        :mod:`pip_postgres.begin`.
+    :raises ValueError: ``reset_session`` or ``begin_with_statement`` is none of its values.
     """
 
     #: When the end of a checkout resets the session with ``RESET ALL``: ``auto`` (if a
@@ -539,11 +555,14 @@ class CheckoutPolicy:
         on_leak: Callable[[Leak], None] | None,
         reset_session: str,
         idle_order: str = "lifo",
+        begin_with_statement: str = "auto",
     ) -> dict[str, Any]:
         """Set the policy up.
 
         :param kwargs: the connection keyword arguments given to the pool.
         :param cursors: the cursor class of each ``reset_session`` mode.
+        :param begin_with_statement: ``auto``, ``always`` or ``never``: see
+            :mod:`pip_postgres.begin`.
         :return: the connection keyword arguments for psycopg_pool: ``kwargs`` with the
             pool's connect state and cursor class.
         """
@@ -553,7 +572,8 @@ class CheckoutPolicy:
         self._cursor_factory: Any = cursors[reset_session]
         self._autocommit = bool(kwargs.get("autocommit", False))
         self.reset_session = reset_session
-        self._connect_state = ConnectState()
+        self._connect_state = ConnectState(begin_with_statement)
+        self._begin = self._connect_state.begin
         self.validation_bypass = validation_bypass
         # Connections returned before this moment are validated whatever their bypass window:
         # one of them was found broken, so the others may have died with it.
@@ -661,6 +681,15 @@ class CheckoutPolicy:
             _POOL_LOGGER.info("returning connection to %r", pool.name)
 
     @property
+    def begin_ahead(self) -> BeginAhead:
+        """Whether checkouts send ``BEGIN`` with the first statement, and why.
+
+        The pool's :class:`~pip_postgres.begin.BeginAhead`: ``options.begin_with_statement``
+        and, in ``auto`` mode, the shortest round trip its connections measured.
+        """
+        return self._begin
+
+    @property
     def last_connect_error(self) -> str | None:
         """The server's reason for the last failed connection attempt.
 
@@ -761,6 +790,7 @@ class CheckoutPolicy:
         """
         conn.checked_out_at = now
         conn.used = conn.session_changed = False
+        conn.begin_ahead = self._begin.on
         conn.held = True
         conn.checkout_seq += 1
         self._in_use[id(conn)] = conn

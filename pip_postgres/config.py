@@ -63,9 +63,11 @@ _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 #: The values of ``options.idle_order``.
 _IDLE_ORDERS = ("lifo", "fifo")
-_RESET_MODES = {"auto": "auto", "always": "always", "never": "never"}
-_RESET_MODES.update(dict.fromkeys(_TRUE, "always"))
-_RESET_MODES.update(dict.fromkeys(_FALSE, "never"))
+#: The values of ``options.reset_session`` and ``options.begin_with_statement``, with what
+#: the boolean words mean for them.
+_MODES = {"auto": "auto", "always": "always", "never": "never"}
+_MODES.update(dict.fromkeys(_TRUE, "always"))
+_MODES.update(dict.fromkeys(_FALSE, "never"))
 
 
 def _error(code: str, key: str, problem: str) -> ConfigException:
@@ -180,10 +182,11 @@ class _Section:
             return False
         raise _error("BAD_VALUE", self.key(name), f"must be true or false, got {_show(value)}")
 
-    def reset_mode(self, name: str) -> str:
+    def mode(self, name: str) -> str:
+        """An ``auto``/``always``/``never`` option (``true``, ``false``: always, never)."""
         _, value = self.raw(name)
         text = "auto" if value is None else str(value).strip().lower()
-        mode = _RESET_MODES.get(text)
+        mode = _MODES.get(text)
         if mode is None:
             raise _error(
                 "BAD_VALUE",
@@ -262,6 +265,14 @@ class PostgresOptions:
     #: applies more often); ``fifo``: the one idle longest, psycopg_pool's own order (work
     #: spreads over every connection). Default ``lifo``; see :doc:`reliability` for why.
     idle_order: str = "lifo"
+    #: ``options.begin_with_statement``: send ``BEGIN`` in the same write as the first
+    #: statement of a transaction, as PgJDBC and Npgsql do, which saves a round trip per
+    #: transaction (transactional mode only; statements with several parts or a ``COPY`` never).
+    #: ``auto`` (the default): where the shortest round trip new connections measured is at
+    #: least 100 µs, a server on another host; ``always``; ``never`` (psycopg's own way:
+    #: ``BEGIN`` in a round trip of its own). ``true`` and ``false`` mean ``always`` and
+    #: ``never``. See :mod:`pip_postgres.begin`.
+    begin_with_statement: str = "auto"
     #: ``options.validation_bypass`` (ms), in seconds: a connection returned to the pool less
     #: than this long ago is handed out without a validation round trip; an older one is
     #: validated first and replaced if it is broken. 0 validates at every checkout.
@@ -327,7 +338,8 @@ class PostgresOptions:
             ),
             max_waiting=section.integer("max_waiting", cls.max_waiting, 0, 1_000_000),
             autocommit=section.boolean("autocommit", cls.autocommit),
-            reset_session=section.reset_mode("reset_session"),
+            reset_session=section.mode("reset_session"),
+            begin_with_statement=section.mode("begin_with_statement"),
             idle_order=section.choice("idle_order", _IDLE_ORDERS) or cls.idle_order,
             validation_bypass=section.milliseconds(
                 "validation_bypass", cls.validation_bypass * 1000

@@ -170,6 +170,7 @@ class _PostgresComponent:
             on_leak=on_leak,
             reset_session=options.reset_session,
             idle_order=options.idle_order,
+            begin_with_statement=options.begin_with_statement,
             min_size=options.min_pool_size,
             max_size=options.max_pool_size,
             timeout=options.connect_timeout,
@@ -240,7 +241,8 @@ class PostgresConnection(_PostgresComponent, IReferenceable, IConfigurable, IOpe
             - idle_timeout: (ms) idle time before a connection above the minimum is closed
               (default: 10000)
             - max_pool_size: maximum number of connections (default: 10)
-            - min_pool_size, max_lifetime, max_waiting, autocommit, idle_order, application_name,
+            - min_pool_size, max_lifetime, max_waiting, autocommit, idle_order,
+              begin_with_statement, application_name,
               ssl_mode, ssl_root_cert, ssl_cert, ssl_key, psycopg2_compat
 
     References:

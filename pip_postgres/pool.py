@@ -44,7 +44,8 @@ from psycopg import pq
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import checkout
+from . import begin, checkout
+from .begin import BeginAheadCursor
 from .checkout import ACTIVE as _ACTIVE
 from .checkout import IDLE as _IDLE
 from .checkout import (
@@ -79,7 +80,7 @@ else:
     _COMPAT_BASES = (psycopg.ProgrammingError, _Psycopg2ProgrammingError)
 
 
-class _UsageCursor(psycopg.Cursor[TupleRow]):
+class _UsageCursor(BeginAheadCursor):
     """A cursor that marks its connection :attr:`~PooledConnection.used` when a statement runs.
 
     The cursor of ``options.reset_session`` = ``always``, which resets a session only if it
@@ -106,7 +107,7 @@ class _UsageCursor(psycopg.Cursor[TupleRow]):
         super().executemany(query, *args, **kwargs)
 
 
-class _TrackingCursor(psycopg.Cursor[TupleRow]):
+class _TrackingCursor(BeginAheadCursor):
     """A cursor that tells its connection what ran during the checkout.
 
     The cursor of ``options.reset_session`` = ``auto``. It marks the connection
@@ -146,7 +147,7 @@ class _TrackingCursor(psycopg.Cursor[TupleRow]):
 _CURSORS: dict[str, type[psycopg.Cursor[TupleRow]]] = {
     "auto": _TrackingCursor,
     "always": _UsageCursor,
-    "never": psycopg.Cursor,
+    "never": BeginAheadCursor,
 }
 
 if TYPE_CHECKING:
@@ -253,7 +254,9 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
 
         :param conninfo: the libpq connection string.
         :param kwargs: as :meth:`psycopg.Connection.connect`, plus ``connect_state``, where
-            the pool keeps the last connection error.
+            the pool keeps the last connection error; in ``begin_with_statement`` = ``auto``
+            mode the new connection also measures round trips there
+            (:class:`~pip_postgres.begin.BeginAhead`).
         """
         state: checkout.ConnectState | None = kwargs.pop("connect_state", None)
         try:
@@ -261,7 +264,14 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
         except psycopg.Error as error:
             checkout.connect_failed(state, error, kwargs)
             raise
-        return checkout.connected(state, conn)
+        conn = checkout.connected(state, conn)
+        if state is not None and state.begin.probes:
+            for _ in range(begin.PROBES):
+                start = time.perf_counter()
+                if not _ping(conn, begin.PROBE_TIMEOUT):
+                    break
+                state.begin.measured(time.perf_counter() - start)
+        return conn
 
 
 class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
@@ -278,6 +288,9 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
     :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
         returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
+    :param begin_with_statement: send ``BEGIN`` in the same write as the first statement of a
+        transaction: ``auto`` (default: where the round trips measured are long), ``always``
+        or ``never``; see :mod:`pip_postgres.begin`.
     :param psycopg2_compat: a cursor's ``fetchone()``/``fetchmany()``/``fetchall()`` after a
         statement without a result raises :class:`Psycopg2CompatError`, which code written for
         psycopg2 catches; default ``False``.
@@ -298,6 +311,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         on_leak: Callable[[Leak], None] | None = None,
         reset_session: str = "auto",
         idle_order: str = "lifo",
+        begin_with_statement: str = "auto",
         psycopg2_compat: bool = False,
         open: bool = False,
         **pool_kwargs: Any,
@@ -310,6 +324,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             on_leak,
             reset_session,
             idle_order,
+            begin_with_statement,
         )
         #: Whether fetching without a result raises :class:`Psycopg2CompatError`.
         self.psycopg2_compat = psycopg2_compat

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from time import monotonic
+from time import monotonic, perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,8 @@ from psycopg import generators, pq, waiting
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from . import checkout
+from . import begin, checkout
+from .begin import AsyncBeginAheadCursor
 from .checkout import IDLE, CheckoutMarks, CheckoutPolicy, Leak
 from .pool import _shutdown_socket
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncPooledConnection", "AsyncPostgresPool"]
 
 
-class _AsyncUsageCursor(psycopg.AsyncCursor[TupleRow]):
+class _AsyncUsageCursor(AsyncBeginAheadCursor):
     """The async cursor of ``reset_session`` = ``always``: marks its connection used."""
 
     __slots__ = ()
@@ -64,7 +65,7 @@ class _AsyncUsageCursor(psycopg.AsyncCursor[TupleRow]):
         await super().executemany(query, *args, **kwargs)
 
 
-class _AsyncTrackingCursor(psycopg.AsyncCursor[TupleRow]):
+class _AsyncTrackingCursor(AsyncBeginAheadCursor):
     """The async cursor of ``reset_session`` = ``auto``: see :mod:`pip_postgres.checkout`."""
 
     __slots__ = ()
@@ -108,7 +109,7 @@ class _AsyncTrackingCursor(psycopg.AsyncCursor[TupleRow]):
 _CURSORS: dict[str, type[psycopg.AsyncCursor[TupleRow]]] = {
     "auto": _AsyncTrackingCursor,
     "always": _AsyncUsageCursor,
-    "never": psycopg.AsyncCursor,
+    "never": AsyncBeginAheadCursor,
 }
 
 
@@ -152,7 +153,8 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
 
         :param conninfo: the libpq connection string.
         :param kwargs: as :meth:`psycopg.AsyncConnection.connect`, plus ``connect_state``,
-            where the pool keeps the last connection error.
+            where the pool keeps the last connection error and, in ``begin_with_statement`` =
+            ``auto`` mode, the round trips the new connection measures.
         """
         state: checkout.ConnectState | None = kwargs.pop("connect_state", None)
         try:
@@ -160,7 +162,14 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
         except psycopg.Error as error:
             checkout.connect_failed(state, error, kwargs)
             raise
-        return checkout.connected(state, conn)
+        conn = checkout.connected(state, conn)
+        if state is not None and state.begin.probes:
+            for _ in range(begin.PROBES):
+                start = perf_counter()
+                if not await _ping(conn, begin.PROBE_TIMEOUT):
+                    break
+                state.begin.measured(perf_counter() - start)
+        return conn
 
 
 class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnection]):
@@ -180,6 +189,9 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     :param reset_session: ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
     :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
         returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
+    :param begin_with_statement: send ``BEGIN`` in the same write as the first statement of a
+        transaction: ``auto`` (default: where the round trips measured are long), ``always``
+        or ``never``; see :mod:`pip_postgres.begin`.
     :param pool_kwargs: passed on to :class:`psycopg_pool.AsyncConnectionPool`.
     """
 
@@ -193,10 +205,18 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         on_leak: Callable[[Leak], None] | None = None,
         reset_session: str = "auto",
         idle_order: str = "lifo",
+        begin_with_statement: str = "auto",
         **pool_kwargs: Any,
     ) -> None:
         kwargs = self._init_policy(
-            kwargs, _CURSORS, validation_bypass, leak_threshold, on_leak, reset_session, idle_order
+            kwargs,
+            _CURSORS,
+            validation_bypass,
+            leak_threshold,
+            on_leak,
+            reset_session,
+            idle_order,
+            begin_with_statement,
         )
         super().__init__(
             conninfo,

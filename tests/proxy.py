@@ -10,6 +10,7 @@ misbehave while the server itself stays up::
         proxy.refuse()     # drop everything and stop listening: "connection refused"
         proxy.blackhole()  # accept, but forward nothing, in either direction
         proxy.stall()      # silence the current connections only; new ones work
+        proxy.hold_replies()  # forward what clients send, keep what the server answers
         proxy.restore()    # forward again (re-listening on the same port after refuse())
 
 With ``delay``, every chunk of data is held that long before it is forwarded, in each
@@ -115,6 +116,7 @@ class _Pair:
         # With a delay, data waits here until it is due: (when, where to, what), in arrival
         # order. A select() timeout has µs resolution; epoll's has ms.
         due: deque[tuple[float, socket.socket, bytes]] = deque()
+        upstream_read = False  # whether the selector watches the server's side
         selector = selectors.SelectSelector() if proxy.delay else selectors.DefaultSelector()
         with selector:
             selector.register(self.client, selectors.EVENT_READ, "client")
@@ -134,6 +136,13 @@ class _Pair:
                     self.upstream.settimeout(IO_TIMEOUT)
                     _no_delay(self.upstream)
                     selector.register(self.upstream, selectors.EVENT_READ, "upstream")
+                    upstream_read = True
+                if upstream_read == proxy.replies_held:  # read the server's answers or not
+                    upstream_read = not upstream_read
+                    if upstream_read:
+                        selector.register(self.upstream, selectors.EVENT_READ, "upstream")
+                    else:
+                        selector.unregister(self.upstream)
                 wait = max(0.0, due[0][0] - time.perf_counter()) if due else POLL
                 for key, _ in selector.select(wait):
                     if proxy._mode != _FORWARD or self.stalled:
@@ -208,6 +217,8 @@ class FaultProxy:
         self._port = 0
         #: Client connections accepted since start().
         self.accepted = 0
+        #: Whether what the server sends is left unread (:meth:`hold_replies`).
+        self.replies_held = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -298,6 +309,18 @@ class FaultProxy:
         for pair in pairs:
             pair.stalled = True
         self._wait_silent(pairs)
+
+    def hold_replies(self) -> None:
+        """Keep forwarding what clients send, but leave what the server answers unread.
+
+        The answers wait in the kernel's buffers until :meth:`release_replies`: a client that
+        waits for an answer before it sends more shows it, and one that does not sends on.
+        """
+        self.replies_held = True
+
+    def release_replies(self) -> None:
+        """Forward what the server answers again, what it answered meanwhile first."""
+        self.replies_held = False
 
     def restore(self) -> None:
         """Forward normally again, stalled connections too; after refuse(), listen again on

@@ -112,16 +112,16 @@ def test_reliability_options() -> None:
     assert options.reset_session == "never"
 
 
-def test_reset_session_modes() -> None:
+@pytest.mark.parametrize("key", ["reset_session", "begin_with_statement"])
+def test_auto_always_never_modes(key: str) -> None:
     defaults = PostgresOptions()
     assert (defaults.validation_bypass, defaults.leak_detection_threshold) == (1.0, 0.0)
     assert (defaults.reconnect_timeout, defaults.shutdown_timeout) == (5.0, 5.0)
-    assert parse(connection__host="h").options.reset_session == "auto"
+    assert getattr(parse(connection__host="h").options, key) == "auto"
     for given, mode in [("Always", "always"), ("never", "never"), ("true", "always"),
                         ("off", "never"), (True, "always"), (" auto ", "auto")]:  # fmt: skip
-        assert (
-            parse(connection__host="h", options__reset_session=given).options.reset_session == mode
-        )
+        options = parse(connection__host="h", **{f"options__{key}": given}).options
+        assert getattr(options, key) == mode
 
 
 def test_idle_order() -> None:
@@ -314,6 +314,11 @@ def test_connections_must_agree_on_database() -> None:
         (
             {"connection.host": "h", "options.reset_session": "sometimes"},
             "options.reset_session",
+            "auto, always or never",
+        ),
+        (
+            {"connection.host": "h", "options.begin_with_statement": "often"},
+            "options.begin_with_statement",
             "auto, always or never",
         ),
         (

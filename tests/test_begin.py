@@ -1,0 +1,312 @@
+"""``BEGIN`` sent with the first statement of a transaction (``options.begin_with_statement``).
+
+The round trip saved is shown causally, not by timing: a proxy holds what the server answers
+while it forwards what the client sends. A client that waits for ``BEGIN``'s answer before it
+sends the statement leaves the server at ``BEGIN``; one that sends both at once gets its
+statement to the server, which ``pg_stat_activity`` shows. The statements that must not be
+pipelined, and the results and errors of those that are, are held to psycopg's own way side by
+side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from pip_postgres import AsyncPostgresConnection, PostgresConnection
+from pip_postgres.begin import AUTO_ROUND_TRIP, SUPPORTED, BeginAhead, begin_ahead_query
+
+from .conftest import Server, admin_query, base_config
+from .proxy import FaultProxy
+
+pytestmark = pytest.mark.skipif(not SUPPORTED, reason="this libpq has no pipeline mode")
+
+#: The longest a test waits for the server to show a statement, in seconds.
+SHOW_TIMEOUT = 10.0
+
+
+def _component(pg: Server, mode: str, port: int | None = None, **extra: Any) -> PostgresConnection:
+    component = PostgresConnection()
+    component.configure(
+        base_config(
+            pg,
+            connection__port=port or pg.port,
+            options__begin_with_statement=mode,
+            options__max_pool_size=1,
+            options__min_pool_size=1,
+            **extra,
+        )
+    )
+    component.open(None)
+    return component
+
+
+@pytest.fixture
+def proxy(pg: Server) -> Iterator[FaultProxy]:
+    with FaultProxy(pg.host, pg.port) as running:
+        yield running
+
+
+def _server_query(pg: Server, pid: int) -> str | None:
+    rows = admin_query(pg, "SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+    return rows[0][0] if rows else None
+
+
+def _wait_for_query(pg: Server, pid: int, text: str) -> str | None:
+    """Poll the server until backend ``pid`` shows ``text`` as its query (or time is up)."""
+    deadline = time.monotonic() + SHOW_TIMEOUT
+    seen = _server_query(pg, pid)
+    while seen != text and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = _server_query(pg, pid)
+    return seen
+
+
+# What reaches the server before BEGIN's answer ---------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "reaches"), [("always", True), ("never", False)])
+def test_statement_reaches_the_server_before_begins_answer(
+    pg: Server, proxy: FaultProxy, mode: str, reaches: bool
+) -> None:
+    component = _component(pg, mode, proxy.port)
+    statement = f"SELECT 'sent with begin: {mode}'"
+    try:
+        with component.connection() as conn:
+            pid = conn.info.backend_pid
+            outcome: list[Any] = []
+            proxy.hold_replies()
+            worker = threading.Thread(
+                target=lambda: outcome.append(conn.execute(statement).fetchone())
+            )
+            worker.start()
+            try:
+                if reaches:
+                    assert _wait_for_query(pg, pid, statement) == statement
+                else:
+                    assert _wait_for_query(pg, pid, "BEGIN") == "BEGIN"
+                    time.sleep(0.3)  # what was sent with it would have arrived by now
+                    assert _server_query(pg, pid) == "BEGIN"
+            finally:
+                proxy.release_replies()
+                worker.join(SHOW_TIMEOUT)
+            assert outcome == [(f"sent with begin: {mode}",)]
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    finally:
+        component.close(None)
+
+
+@pytest.mark.anyio
+async def test_async_statement_reaches_the_server_before_begins_answer(
+    pg: Server, proxy: FaultProxy
+) -> None:
+    component = AsyncPostgresConnection()
+    component.configure(
+        base_config(
+            pg, connection__port=proxy.port, options__begin_with_statement="always"
+        )
+    )
+    await asyncio.wait_for(component.open(None), 30)
+    statement = "SELECT 'sent with begin: async'"
+    try:
+        async with component.connection() as conn:
+            pid = conn.info.backend_pid
+            proxy.hold_replies()
+            running = asyncio.ensure_future(conn.execute(statement))
+            try:
+                seen = await asyncio.to_thread(_wait_for_query, pg, pid, statement)
+            finally:
+                proxy.release_replies()
+            cursor = await asyncio.wait_for(running, SHOW_TIMEOUT)
+            assert seen == statement
+            assert await cursor.fetchone() == ("sent with begin: async",)
+    finally:
+        await component.close(None)
+
+
+# auto: measured round trips ---------------------------------------------------------------
+
+
+def test_auto_turns_on_where_round_trips_are_long(pg: Server) -> None:
+    with FaultProxy(pg.host, pg.port, delay=0.002) as delayed:
+        component = _component(pg, "auto", delayed.port)
+        try:
+            pool: Any = component.get_connection()
+            decision = pool.begin_ahead
+            assert decision.round_trip is not None and decision.round_trip >= 0.004
+            assert decision.on
+            with component.connection() as conn:
+                assert conn.begin_ahead
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            component.close(None)
+
+
+def test_auto_decides_on_the_shortest_round_trip() -> None:
+    decision = BeginAhead("auto")
+    assert not decision.on and decision.probes
+    decision.measured(AUTO_ROUND_TRIP * 3)
+    assert decision.on
+    decision.measured(AUTO_ROUND_TRIP * 2)
+    assert decision.on and decision.round_trip == AUTO_ROUND_TRIP * 2
+    decision.measured(AUTO_ROUND_TRIP / 2)
+    assert not decision.on
+    decision.measured(AUTO_ROUND_TRIP * 10)  # a slow moment does not undo the short one
+    assert not decision.on and decision.round_trip == AUTO_ROUND_TRIP / 2
+    assert "auto: off, round trip 50 µs" in repr(decision)
+
+
+def test_always_and_never_do_not_measure() -> None:
+    assert BeginAhead("always").on and not BeginAhead("always").probes
+    assert not BeginAhead("never").on and not BeginAhead("never").probes
+    with pytest.raises(ValueError, match="begin_with_statement must be auto, always or never"):
+        BeginAhead("sometimes")
+
+
+def test_never_keeps_connections_from_measuring(pg: Server) -> None:
+    component = _component(pg, "never")
+    try:
+        pool: Any = component.get_connection()
+        assert pool.begin_ahead.round_trip is None and not pool.begin_ahead.on
+    finally:
+        component.close(None)
+
+
+# Which statements go with BEGIN ---------------------------------------------------------------
+
+
+@pytest.fixture
+def plain_conn(pg: Server) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(pg.conninfo()) as conn:
+        yield conn
+
+
+@pytest.mark.parametrize(
+    ("query", "sent"),
+    [
+        ("SELECT 1", "SELECT 1"),
+        ("SELECT 1;  ", "SELECT 1;  "),
+        (b"SELECT %s", b"SELECT %s"),
+        (sql.SQL("SELECT {}").format(sql.Identifier("x")), b'SELECT "x"'),
+        ("SELECT 1; SELECT 2", None),  # the simple query protocol only
+        ("SELECT ';'", None),  # a false alarm: psycopg's own way
+        ("COPY t TO STDOUT", None),
+        ("copy t from stdin", None),
+        (42, None),
+    ],
+)
+def test_which_statements_go_with_begin(
+    plain_conn: psycopg.Connection[Any], query: object, sent: object
+) -> None:
+    assert begin_ahead_query(plain_conn, query) == sent
+
+
+def test_only_where_psycopg_would_send_begin_first(plain_conn: psycopg.Connection[Any]) -> None:
+    assert begin_ahead_query(plain_conn, "SELECT 1") == "SELECT 1"
+    plain_conn.execute("SELECT 1")  # in a transaction now
+    assert begin_ahead_query(plain_conn, "SELECT 1") is None
+    plain_conn.rollback()
+    with plain_conn.pipeline():
+        assert begin_ahead_query(plain_conn, "SELECT 1") is None
+    plain_conn.autocommit = True
+    assert begin_ahead_query(plain_conn, "SELECT 1") is None
+
+
+# The same results and errors as psycopg's own way --------------------------------------------
+
+
+def _outcomes(pg: Server, mode: str) -> list[Any]:
+    """What a series of checkouts sees, in ``mode``: results, errors, transaction states."""
+    component = _component(pg, mode, options__reset_session="auto")
+    seen: list[Any] = []
+
+    def run(body: Callable[[Any], Any]) -> None:
+        try:
+            with component.connection() as conn:
+                try:
+                    seen.append(body(conn))
+                finally:
+                    seen.append(conn.info.transaction_status.name)
+        except psycopg.Error as error:
+            seen.append((type(error).__name__, error.sqlstate))
+
+    def describe(cursor: Any) -> Any:
+        names = [c.name for c in cursor.description] if cursor.description else None
+        rows = cursor.fetchall() if cursor.description else None
+        return (cursor.statusmessage, cursor.rowcount, names, rows)
+
+    try:
+        run(lambda c: describe(c.execute("SELECT %s::int AS n, %s::text AS t", (7, "x"))))
+        run(lambda c: describe(c.execute(sql.SQL("SELECT {} AS n").format(sql.Literal(3)))))
+        run(lambda c: describe(c.execute("SELECT 1/0")))
+        run(lambda c: describe(c.execute("SELECT 1 AS a; SELECT 2 AS b")))
+        run(lambda c: describe(c.execute("COPY (SELECT 1) TO STDOUT")))
+        run(lambda c: describe(c.execute("CREATE TEMP TABLE begin_t (x int)")))
+        run(lambda c: describe(c.execute("SELECT no_such_column")))
+
+        def serializable(conn: Any) -> Any:
+            conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+            conn.read_only = True
+            first = describe(conn.execute("SHOW transaction_isolation"))
+            try:
+                conn.execute("CREATE TEMP TABLE read_only_t (x int)")
+            except errors.ReadOnlySqlTransaction as error:
+                return first, error.sqlstate
+            return first, None
+
+        run(serializable)
+        run(lambda c: describe(c.execute("SHOW transaction_isolation")))  # restored
+        run(lambda c: describe(c.execute("SET search_path TO begin_path, public")))
+        run(lambda c: describe(c.execute("SHOW search_path")))  # reset after the SET
+        run(lambda c: c.cursor().executemany("SELECT %s", [(1,), (2,)]))
+    finally:
+        component.close(None)
+    return seen
+
+
+def test_results_and_errors_are_psycopgs_own(pg: Server) -> None:
+    ours, theirs = _outcomes(pg, "always"), _outcomes(pg, "never")
+    assert ours == theirs
+    assert ("DivisionByZero", "22012") in ours
+    assert "[('serializable',)]" in repr(ours) and "'25006'" in repr(ours)  # read-only
+
+
+@pytest.mark.anyio
+async def test_async_results_and_errors_are_psycopgs_own(pg: Server) -> None:
+    async def outcomes(mode: str) -> list[Any]:
+        component = AsyncPostgresConnection()
+        component.configure(base_config(pg, options__begin_with_statement=mode))
+        await asyncio.wait_for(component.open(None), 30)
+        seen: list[Any] = []
+
+        async def run(query: Any, params: Any = None) -> None:
+            try:
+                async with component.connection() as conn:
+                    cursor = await conn.execute(query, params)
+                    seen.append((cursor.statusmessage, await cursor.fetchall()))
+            except psycopg.Error as error:
+                seen.append((type(error).__name__, error.sqlstate))
+
+        steps: list[Callable[[], Awaitable[None]]] = [
+            lambda: run("SELECT %s::int", (5,)),
+            lambda: run(sql.SQL("SELECT {}").format(sql.Literal("q"))),
+            lambda: run("SELECT 1/0"),
+            lambda: run("SELECT 1; SELECT 2"),
+        ]
+        try:
+            for step in steps:
+                await step()
+        finally:
+            await component.close(None)
+        return seen
+
+    ours, theirs = await outcomes("always"), await outcomes("never")
+    assert ours == theirs
+    assert ("DivisionByZero", "22012") in ours
