@@ -23,9 +23,19 @@ from psycopg_pool import AsyncConnectionPool
 from pip_postgres import AsyncPostgresConnection
 
 from . import stats
-from .contenders import SQL, OursSession
+from .contenders import AUTO_DECISIONS, AUTO_ROUND_TRIPS, SQL, OursSession
 from .server import Target
-from .workloads import Log, Settings, Table, fmt, fmt_spread, interleave, paired_ratio, ratio_cell
+from .workloads import (
+    Log,
+    Settings,
+    Table,
+    auto_note,
+    fmt,
+    fmt_spread,
+    interleave,
+    paired_ratio,
+    ratio_cell,
+)
 from .workloads import _run_threads as run_threads
 
 #: Tasks (and threads, for the threaded pool) in A2.
@@ -117,6 +127,11 @@ def _contenders(loop: _Loop, target: Target, size: int) -> Iterator[dict[str, Re
         await raw.open(wait=True, timeout=30)
 
     async def close() -> None:
+        pool = ours.get_connection()
+        if pool is not None:
+            AUTO_DECISIONS.append(pool.begin_ahead.on)
+            if pool.begin_ahead.round_trip is not None:
+                AUTO_ROUND_TRIPS.append(pool.begin_ahead.round_trip)
         await ours.close(None)
         await raw.close()
 
@@ -131,6 +146,8 @@ def a2(target: Target, settings: Settings, log: Log) -> Table:
     """A2: W2 as 64 tasks on a pool of 8, ours async vs raw, and vs our threaded pool."""
     size = settings.pool_size
     loop = _Loop()
+    AUTO_DECISIONS.clear()
+    AUTO_ROUND_TRIPS.clear()
     threaded = OursSession(target, size, autocommit=False)
     try:
         with _contenders(loop, target, size) as requests:
@@ -175,6 +192,7 @@ def a2(target: Target, settings: Settings, log: Log) -> Table:
         f"{TARGET_VS_RAW:.2f}, {'met' if vs_raw >= TARGET_VS_RAW else 'missed'})"
     )
     table.notes.append(f"ours async ÷ ours threaded ({TASKS} threads): {vs_threads:.3f}")
+    table.notes.append(auto_note(AUTO_DECISIONS, AUTO_ROUND_TRIPS))
     return table
 
 

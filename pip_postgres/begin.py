@@ -46,6 +46,11 @@ AUTO_ROUND_TRIP = 100e-6
 #: How many empty queries a new connection times, in ``auto`` mode (the shortest counts).
 PROBES = 2
 
+#: The longest an async pool's probe waits for its answer with the event loop blocked, in
+#: seconds (200 µs, twice :data:`AUTO_ROUND_TRIP`): enough to time a round trip that decides
+#: for psycopg's own way without the loop's other turns in it; a longer one is awaited.
+PROBE_BLOCK = 2 * AUTO_ROUND_TRIP
+
 #: The longest a probe may wait for its answer, in seconds. A probe that gets none in time
 #: stops the measuring of that connection (the pool's checkout validation deals with a
 #: connection that does not answer).

@@ -632,21 +632,32 @@ def _ping(conn: PooledConnection, timeout: float) -> bool:
     try:
         with conn.lock:
             pgconn.send_query(b"")
-            while pgconn.flush() != 0:
-                if not _wait(pgconn.socket, True, deadline):
-                    return False
-            while True:
-                pgconn.consume_input()
-                if not pgconn.is_busy():
-                    break
-                if not _wait(pgconn.socket, False, deadline):
-                    return False
+            if not _answered_by(pgconn, deadline):
+                return False
             answered = False
             while (result := pgconn.get_result()) is not None:
                 answered = result.status == pq.ExecStatus.EMPTY_QUERY
     except psycopg.Error:
         return False
     return answered and pgconn.transaction_status == _IDLE
+
+
+def _answered_by(pgconn: pq.abc.PGconn, deadline: float) -> bool:
+    """Send what libpq holds, and wait for the whole answer until ``deadline`` (blocking).
+
+    :param deadline: a ``time.monotonic()`` time.
+    :return: whether the answer is all in (to be read with ``get_result()``); if not, what
+        was sent may still be answered later.
+    """
+    while pgconn.flush() != 0:
+        if not _wait(pgconn.socket, True, deadline):
+            return False
+    while True:
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            return True
+        if not _wait(pgconn.socket, False, deadline):
+            return False
 
 
 def _wait(fd: int, write: bool, deadline: float) -> bool:

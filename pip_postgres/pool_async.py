@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from . import begin, checkout
 from .begin import AsyncBeginAheadCursor
 from .checkout import IDLE, CheckoutMarks, CheckoutPolicy, Leak
-from .pool import _shutdown_socket
+from .pool import _answered_by, _shutdown_socket
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -165,10 +165,10 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
         conn = checkout.connected(state, conn)
         if state is not None and state.begin.probes:
             for _ in range(begin.PROBES):
-                start = perf_counter()
-                if not await _ping(conn, begin.PROBE_TIMEOUT):
+                took = await _round_trip(conn)
+                if took is None:
                     break
-                state.begin.measured(perf_counter() - start)
+                state.begin.measured(took)
         return conn
 
 
@@ -432,6 +432,38 @@ async def _discard(pool: AsyncPostgresPool, conn: AsyncPooledConnection) -> None
         await AsyncConnectionPool.putconn(pool, conn)
 
     await asyncio.shield(discard())
+
+
+async def _round_trip(conn: AsyncPooledConnection) -> float | None:
+    """Time the round trip of an empty query, for ``begin_with_statement`` = ``auto``.
+
+    The answer is first waited for with the event loop blocked, for at most
+    :data:`~pip_postgres.begin.PROBE_BLOCK`: awaited, a short round trip would be timed with
+    the turns the loop gives other tasks meanwhile (the other connections of a pool that is
+    opening, say), several times longer. An answer that takes longer than that is awaited,
+    within :data:`~pip_postgres.begin.PROBE_TIMEOUT`; its round trip is long anyway.
+
+    :return: the round trip in seconds, or ``None`` if the connection did not answer, idle.
+    """
+    pgconn = conn.pgconn
+    if conn.closed or pgconn.transaction_status != IDLE:
+        return None
+    try:
+        async with conn.lock:
+            start = perf_counter()
+            pgconn.send_query(b"")
+            quick = _answered_by(pgconn, monotonic() + begin.PROBE_BLOCK)
+            took = perf_counter() - start
+            results = await asyncio.wait_for(
+                waiting.wait_async(generators.execute(pgconn), pgconn.socket),
+                begin.PROBE_TIMEOUT,
+            )
+            if not quick:
+                took = perf_counter() - start
+    except (psycopg.Error, OSError, asyncio.TimeoutError):
+        return None
+    answered = bool(results) and results[-1].status == pq.ExecStatus.EMPTY_QUERY
+    return took if answered and pgconn.transaction_status == IDLE else None
 
 
 async def _ping(conn: AsyncPooledConnection, timeout: float) -> bool:

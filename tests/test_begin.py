@@ -149,6 +149,28 @@ def test_auto_turns_on_where_round_trips_are_long(pg: Server) -> None:
             component.close(None)
 
 
+@pytest.mark.anyio
+async def test_async_auto_measures_round_trips(pg: Server) -> None:
+    async def decision(port: int) -> Any:
+        component = AsyncPostgresConnection()
+        component.configure(base_config(pg, connection__port=port, options__min_pool_size=4))
+        await asyncio.wait_for(component.open(None), 30)
+        try:
+            pool: Any = component.get_connection()
+            async with component.connection() as conn:
+                assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+                assert cast(Any, conn).begin_ahead == pool.begin_ahead.on
+            return pool.begin_ahead
+        finally:
+            await component.close(None)
+
+    with FaultProxy(pg.host, pg.port, delay=0.002) as delayed:
+        far = await decision(delayed.port)  # answers after the blocking wait: awaited
+    assert far.round_trip is not None and far.round_trip >= 0.004 and far.on
+    near = await decision(pg.port)  # answers within it, as a rule: timed blocking
+    assert near.round_trip is not None and near.round_trip < far.round_trip
+
+
 def test_auto_decides_on_the_shortest_round_trip() -> None:
     decision = BeginAhead("auto")
     assert not decision.on and decision.probes
