@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from pip_postgres import AsyncPostgresConnection
 
 from . import stats
-from .contenders import AUTO_DECISIONS, AUTO_ROUND_TRIPS, SQL, OursSession
+from .contenders import AUTO_DECISIONS, SQL, OursSession
 from .server import Target
 from .workloads import (
     Log,
@@ -129,9 +129,7 @@ def _contenders(loop: _Loop, target: Target, size: int) -> Iterator[dict[str, Re
     async def close() -> None:
         pool = ours.get_connection()
         if pool is not None:
-            AUTO_DECISIONS.append(pool.begin_ahead.on)
-            if pool.begin_ahead.round_trip is not None:
-                AUTO_ROUND_TRIPS.append(pool.begin_ahead.round_trip)
+            AUTO_DECISIONS.append(pool.begin_ahead)
         await ours.close(None)
         await raw.close()
 
@@ -147,7 +145,6 @@ def a2(target: Target, settings: Settings, log: Log) -> Table:
     size = settings.pool_size
     loop = _Loop()
     AUTO_DECISIONS.clear()
-    AUTO_ROUND_TRIPS.clear()
     threaded = OursSession(target, size, autocommit=False)
     try:
         with _contenders(loop, target, size) as requests:
@@ -192,7 +189,7 @@ def a2(target: Target, settings: Settings, log: Log) -> Table:
         f"{TARGET_VS_RAW:.2f}, {'met' if vs_raw >= TARGET_VS_RAW else 'missed'})"
     )
     table.notes.append(f"ours async ÷ ours threaded ({TASKS} threads): {vs_threads:.3f}")
-    table.notes.append(auto_note(AUTO_DECISIONS, AUTO_ROUND_TRIPS))
+    table.notes.append(auto_note(AUTO_DECISIONS))
     return table
 
 

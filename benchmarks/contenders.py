@@ -28,6 +28,7 @@ from psycopg2.pool import PoolError
 from psycopg_pool import ConnectionPool
 
 from pip_postgres import PostgresConnection, PostgresOptions
+from pip_postgres.begin import BeginAhead
 
 from .server import Target
 
@@ -257,17 +258,13 @@ class OursSession(Session):
     def close(self) -> None:
         pool = self.component.get_connection()
         if self._measures and pool is not None:
-            AUTO_DECISIONS.append(pool.begin_ahead.on)
-            if pool.begin_ahead.round_trip is not None:
-                AUTO_ROUND_TRIPS.append(pool.begin_ahead.round_trip)
+            AUTO_DECISIONS.append(pool.begin_ahead)
         self.component.close(None)
 
 
 #: What ``options.begin_with_statement`` = ``auto`` decided in the transactional sessions of
-#: ours closed since the list was last emptied (``True``: BEGIN sent with the statement), and
-#: the shortest round trips their pools measured, in seconds (for the report's notes).
-AUTO_DECISIONS: list[bool] = []
-AUTO_ROUND_TRIPS: list[float] = []
+#: ours closed since the list was last emptied (for the report's notes).
+AUTO_DECISIONS: list[BeginAhead] = []
 
 
 # -- 4. the published pip-services4-postgres 0.0.1 PostgresConnection -------------------------

@@ -20,13 +20,12 @@ from time import perf_counter
 
 import psycopg
 
-from pip_postgres.begin import AUTO_ROUND_TRIP
+from pip_postgres.begin import BeginAhead
 from pip_postgres.embedded import EmbeddedPostgres
 
 from . import stats
 from .contenders import (
     AUTO_DECISIONS,
-    AUTO_ROUND_TRIPS,
     CONTENDERS,
     OURS,
     OURS_BEGIN_ALWAYS,
@@ -241,7 +240,6 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
         for key in W1_KEYS[mode]
     }
     AUTO_DECISIONS.clear()
-    AUTO_ROUND_TRIPS.clear()
     series = timed_cells(
         target, settings, log, "W1", cells, "request", _median_block, settings.w1_block,
         settings.w1_rounds,
@@ -263,28 +261,25 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
              *mode_cells(series, "autocommit", key)]
         )  # fmt: skip
     if AUTO_DECISIONS:
-        table.notes.append(auto_note(AUTO_DECISIONS, AUTO_ROUND_TRIPS))
+        table.notes.append(auto_note(AUTO_DECISIONS))
     return table
 
 
-def auto_note(decisions: Sequence[bool], round_trips: Sequence[float]) -> str:
+def auto_note(decisions: Sequence[BeginAhead]) -> str:
     """What ``options.begin_with_statement`` = ``auto`` decided in this table's pools."""
-    on = sum(decisions)
-    said = (
-        "sent ``BEGIN`` with the first statement"
-        if on == len(decisions)
-        else "left ``BEGIN`` in a round trip of its own"
-        if on == 0
-        else f"sent ``BEGIN`` with the first statement in {on} of {len(decisions)} pools"
-    )
-    shortest = (
-        f": the shortest round trip its connections measured was {min(round_trips) * 1e6:.0f} µs"
-        if round_trips
-        else ""
-    )
+    parts = []
+    for decision in decisions:
+        if decision.medians is None:
+            parts.append("still deciding")
+        else:
+            together, alone = (fmt(m * 1e6, 1) for m in decision.medians)
+            said = "with the statement" if decision.on else "on its own"
+            parts.append(
+                f"``BEGIN`` {said} (first statement {together} µs with it, {alone} µs without)"
+            )
     return (
-        f"Transactional, ``options.begin_with_statement`` = ``auto`` (the default) {said} "
-        f"here{shortest} (it does so from {AUTO_ROUND_TRIP * 1e6:.0f} µs)."
+        "Transactional, ``options.begin_with_statement`` = ``auto`` (the default) decided, in "
+        f"each of this table's pools of ours that used it: {'; '.join(parts)}."
     )
 
 

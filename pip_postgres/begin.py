@@ -9,12 +9,13 @@ takes (:func:`begin_ahead_query`): ``BEGIN`` (with the connection's isolation le
 read-only and deferrable modes) and the statement go in one write, followed by a sync, and
 the statement's result or error is there when ``execute()`` returns, as without it.
 
-It is not free: psycopg's pipeline machinery costs CPU time (on a 2-core virtual machine,
-about 30 µs per transaction when the client and the server share one CPU). It pays where a
-round trip costs more than that: a server on another host. ``auto``, the default, measures:
-each new connection of the pool times :data:`PROBES` empty queries, and the pool sends
-``BEGIN`` with the first statement only while the shortest round trip it has seen is at least
-:data:`AUTO_ROUND_TRIP`. ``always`` and ``never`` decide without measuring.
+It is not free: psycopg's pipeline machinery costs CPU time and system calls (on a 2-core
+virtual machine, about 40 µs per transaction when the client and the server share one CPU).
+It pays where a round trip costs more than that: a server on another host, or on other CPUs
+of a virtual machine, where waking the server up is what a round trip costs. ``auto``, the
+default, measures which way is faster where the pool runs (:class:`BeginAhead`: a trial of
+the pool's first transactions, half each way); ``always`` and ``never`` decide without
+measuring.
 
 It uses psycopg internals (:data:`PSYCOPG_ATTRIBUTES`, psycopg 3.2 and 3.3); where one is
 missing, or libpq has no pipeline mode, psycopg's own way is always taken.
@@ -22,7 +23,10 @@ missing, or libpq has no pipeline mode, psycopg's own way is always taken.
 
 from __future__ import annotations
 
+import random
+import statistics
 from collections.abc import Coroutine
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -33,35 +37,21 @@ from psycopg.sql import Composable
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["AUTO_ROUND_TRIP", "BEGIN_MODES", "BeginAhead", "begin_ahead_query"]
+__all__ = ["BEGIN_MODES", "TRIAL", "BeginAhead", "begin_ahead_query"]
 
 #: The values of ``options.begin_with_statement``.
 BEGIN_MODES = ("auto", "always", "never")
 
-#: ``auto`` sends ``BEGIN`` with the first statement when the pool's shortest measured round
-#: trip is at least this long, in seconds (100 µs: more than a server on the same host takes,
-#: less than one on another host usually does).
-AUTO_ROUND_TRIP = 100e-6
+#: ``auto``: how many first statements each way the pool times before it decides.
+TRIAL = 50
 
-#: How many empty queries a new connection times, in ``auto`` mode (the shortest counts).
-PROBES = 2
-
-#: The longest an async pool's probe waits for its answer with the event loop blocked, in
-#: seconds (200 µs, twice :data:`AUTO_ROUND_TRIP`): enough to time a round trip that decides
-#: for psycopg's own way without the loop's other turns in it; a longer one is awaited.
-PROBE_BLOCK = 2 * AUTO_ROUND_TRIP
-
-#: The longest a probe may wait for its answer, in seconds. A probe that gets none in time
-#: stops the measuring of that connection (the pool's checkout validation deals with a
-#: connection that does not answer).
-PROBE_TIMEOUT = 5.0
-
-#: The undocumented psycopg attributes this uses, on the connection classes (``_pipeline``,
-#: ``_pipeline_nolock``: the pipeline of a connection whose lock is held;
-#: ``_get_tx_start_command``: its ``BEGIN``), the cursor classes (``_execute_gen``) and the
-#: pipeline classes (``result_queue``: what each command sent will answer).
+#: The undocumented psycopg methods this uses, checked once: on the connection classes
+#: (``_pipeline_nolock``: a pipeline for a connection whose lock is held;
+#: ``_get_tx_start_command``: its ``BEGIN``) and the cursor classes (``_execute_gen``). It
+#: also reads two instance attributes: a connection's ``_pipeline`` and a pipeline's
+#: ``result_queue`` (what each command sent will answer).
 PSYCOPG_ATTRIBUTES = {
-    "connection": ("_pipeline", "_pipeline_nolock", "_get_tx_start_command"),
+    "connection": ("_pipeline_nolock", "_get_tx_start_command"),
     "cursor": ("_execute_gen",),
 }
 
@@ -82,7 +72,6 @@ def supported() -> bool:
         for kind, names in PSYCOPG_ATTRIBUTES.items()
         for cls in classes[kind]
         for name in names
-        if name != "_pipeline"  # an instance attribute
     )
 
 
@@ -91,6 +80,13 @@ SUPPORTED = supported()
 
 class BeginAhead:
     """A pool's decision to send ``BEGIN`` with the first statement (shared, one per pool).
+
+    ``auto`` decides by a trial: the first statement of each of the pool's first transactions
+    that may go with ``BEGIN`` (:func:`begin_ahead_query`) goes one way or the other at
+    random, and its ``execute()`` is timed, from the call to its return (``BEGIN``'s round trip
+    and the statement's, or the pipeline's single one, with the CPU time of each way). Once
+    each way has :data:`TRIAL` times, the way with the shorter median is kept for the pool's
+    life. A statement that raises is not counted. Where the ways are close, either is as good.
 
     :param mode: ``auto``, ``always`` or ``never`` (``options.begin_with_statement``).
     :raises ValueError: ``mode`` is none of these.
@@ -101,28 +97,51 @@ class BeginAhead:
             raise ValueError(f"begin_with_statement must be auto, always or never, got {mode!r}")
         #: ``auto``, ``always`` or ``never``.
         self.mode = mode
-        #: The shortest round trip measured so far, in seconds (``auto`` only); ``None`` until
-        #: one is.
-        self.round_trip: float | None = None
-        #: Whether the pool's checkouts send ``BEGIN`` with the first statement now. ``auto``
-        #: starts off: it turns on with the first round trip measured that is long enough, and
-        #: off, for good, with the first one that is shorter than :data:`AUTO_ROUND_TRIP`.
+        #: Whether the pool's checkouts send ``BEGIN`` with the first statement (``False``
+        #: during an ``auto`` trial, which sends it half the time).
         self.on = SUPPORTED and mode == "always"
+        #: ``auto``: the median ``execute()`` time of a first statement, in seconds, sent with
+        #: ``BEGIN`` and on its own, once the trial is over; ``None`` before.
+        self.medians: tuple[float, float] | None = None
+        # auto: the times of the trial so far, in seconds: (with BEGIN, without).
+        self._times: tuple[list[float], list[float]] | None = (
+            ([], []) if SUPPORTED and mode == "auto" else None
+        )
+        #: What a checkout stamps on its connection
+        #: (:attr:`~pip_postgres.checkout.CheckoutMarks.begin_ahead`): whether its cursors
+        #: look at a first statement at all, to send ``BEGIN`` with it or to time it.
+        self.stamp = self.on or self._times is not None
 
     @property
-    def probes(self) -> bool:
-        """Whether new connections time round trips (``auto`` mode, where supported)."""
-        return SUPPORTED and self.mode == "auto"
+    def deciding(self) -> bool:
+        """Whether the ``auto`` trial is still under way."""
+        return self._times is not None
 
-    def measured(self, seconds: float) -> None:
-        """Take one round trip measured by a new connection, in seconds."""
-        if self.round_trip is None or seconds < self.round_trip:
-            self.round_trip = seconds
-        self.on = self.round_trip >= AUTO_ROUND_TRIP
+    def next_way(self) -> bool:
+        """During the trial: send the next first statement with ``BEGIN`` or not (at random)."""
+        return random.getrandbits(1) == 1
+
+    def timed(self, together: bool, seconds: float) -> None:
+        """Count a first statement of the trial: sent with ``BEGIN`` or not, and its time."""
+        times = self._times
+        if times is None:  # decided meanwhile (by another thread)
+            return
+        times[0 if together else 1].append(seconds)
+        if len(times[0]) >= TRIAL and len(times[1]) >= TRIAL:
+            self.medians = (statistics.median(times[0]), statistics.median(times[1]))
+            self.on = self.medians[0] < self.medians[1]
+            self._times = None
+            self.stamp = self.on
 
     def __repr__(self) -> str:
-        shortest = "-" if self.round_trip is None else f"{self.round_trip * 1e6:.0f} µs"
-        return f"<BeginAhead {self.mode}: {'on' if self.on else 'off'}, round trip {shortest}>"
+        if self._times is not None:
+            counts = " and ".join(str(len(t)) for t in self._times)
+            return f"<BeginAhead auto: deciding ({counts} of {TRIAL} timed)>"
+        state = "on" if self.on else "off"
+        if self.medians is None:
+            return f"<BeginAhead {self.mode}: {state}>"
+        together, alone = (f"{m * 1e6:.0f} µs" for m in self.medians)
+        return f"<BeginAhead {self.mode}: {state} ({together} with BEGIN, {alone} without)>"
 
 
 def begin_ahead_query(conn: Any, query: object) -> str | bytes | None:
@@ -180,7 +199,16 @@ class BeginAheadCursor(psycopg.Cursor[TupleRow]):
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
         conn: Any = self._conn
         if conn.begin_ahead and (text := begin_ahead_query(conn, query)) is not None:
-            return self._begin_and_execute(conn, text, params, prepare, binary)
+            decision: BeginAhead = conn.begin_decision
+            if decision.on:
+                return self._begin_and_execute(conn, text, params, prepare, binary)
+            together, start = decision.next_way(), perf_counter()
+            if together:
+                self._begin_and_execute(conn, text, params, prepare, binary)
+            else:
+                super().execute(text, params, prepare=prepare, binary=binary)
+            decision.timed(together, perf_counter() - start)
+            return self
         return super().execute(query, params, prepare=prepare, binary=binary)
 
     def _begin_and_execute(
@@ -219,8 +247,28 @@ class AsyncBeginAheadCursor(psycopg.AsyncCursor[TupleRow]):
         """
         conn: Any = self._conn
         if conn.begin_ahead and (text := begin_ahead_query(conn, query)) is not None:
-            return self._begin_and_execute(conn, text, params, prepare, binary)
+            decision: BeginAhead = conn.begin_decision
+            if decision.on:
+                return self._begin_and_execute(conn, text, params, prepare, binary)
+            return self._trial_execute(decision, conn, text, params, prepare, binary)
         return super().execute(query, params, prepare=prepare, binary=binary)
+
+    async def _trial_execute(
+        self,
+        decision: BeginAhead,
+        conn: Any,
+        query: str | bytes,
+        params: Any,
+        prepare: bool | None,
+        binary: bool | None,
+    ) -> Self:
+        together, start = decision.next_way(), perf_counter()
+        if together:
+            await self._begin_and_execute(conn, query, params, prepare, binary)
+        else:
+            await super().execute(query, params, prepare=prepare, binary=binary)
+        decision.timed(together, perf_counter() - start)
+        return self
 
     async def _begin_and_execute(
         self, conn: Any, query: str | bytes, params: Any, prepare: bool | None, binary: bool | None

@@ -145,8 +145,8 @@ class ConnectState:
         #: The server's reason for the last failed connection attempt (``None`` after a
         #: success).
         self.last_error: str | None = None
-        #: Whether checkouts send ``BEGIN`` with the first statement, and the round trips
-        #: new connections measured for ``auto``.
+        #: Whether checkouts send ``BEGIN`` with the first statement, and the ``auto``
+        #: trial's state.
         self.begin = BeginAhead(begin_with_statement)
 
     def __repr__(self) -> str:
@@ -178,10 +178,12 @@ class CheckoutMarks:
     session_changed: bool = False
     #: Whether it belongs to a pool of this package (set when the pool connects it).
     pooled: bool = False
-    #: Whether its cursors send ``BEGIN`` with the first statement of a transaction during
-    #: the current checkout (the pool's :class:`~pip_postgres.begin.BeginAhead`, stamped at
-    #: checkout).
+    #: Whether its cursors look at the first statement of a transaction during the current
+    #: checkout, to send ``BEGIN`` with it or to time it for the ``auto`` trial (stamped at
+    #: checkout from :attr:`begin_decision`).
     begin_ahead: bool = False
+    #: Its pool's :class:`~pip_postgres.begin.BeginAhead` (set when the pool connects it).
+    begin_decision: BeginAhead
     #: Whether it is checked out now.
     held: bool = False
     #: Counts its checkouts and returns: a ``with conn:`` block that sees it changed knows
@@ -367,6 +369,7 @@ def connected(state: ConnectState | None, conn: _M) -> _M:
     if state is not None:
         state.last_error = None
         conn.pooled = True
+        conn.begin_decision = state.begin
     conn.created_at = conn.returned_at = monotonic()
     conn.open_blocks = {}
     conn.news_poller = news_poller(cast(Any, conn).pgconn.socket)
@@ -723,7 +726,7 @@ class CheckoutPolicy:
         """Whether checkouts send ``BEGIN`` with the first statement, and why.
 
         The pool's :class:`~pip_postgres.begin.BeginAhead`: ``options.begin_with_statement``
-        and, in ``auto`` mode, the shortest round trip its connections measured.
+        and, in ``auto`` mode, the trial's state, then its result.
         """
         return self._begin
 
@@ -828,7 +831,7 @@ class CheckoutPolicy:
         """
         conn.checked_out_at = now
         conn.used = conn.session_changed = False
-        conn.begin_ahead = self._begin.on
+        conn.begin_ahead = self._begin.stamp
         conn.held = True
         conn.checkout_seq += 1
         self._in_use[id(conn)] = conn

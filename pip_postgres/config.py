@@ -267,9 +267,9 @@ class PostgresOptions:
     idle_order: str = "lifo"
     #: ``options.begin_with_statement``: send ``BEGIN`` in the same write as the first
     #: statement of a transaction, as PgJDBC and Npgsql do, which saves a round trip per
-    #: transaction (transactional mode only; statements with several parts or a ``COPY`` never).
-    #: ``auto`` (the default): where the shortest round trip new connections measured is at
-    #: least 100 µs, a server on another host; ``always``; ``never`` (psycopg's own way:
+    #: transaction (transactional mode only; statements with several parts or a ``COPY``
+    #: never). ``auto`` (the default): if a trial of the pool's first transactions, half
+    #: each way, finds it faster where the pool runs; ``always``; ``never`` (psycopg's own way:
     #: ``BEGIN`` in a round trip of its own). ``true`` and ``false`` mean ``always`` and
     #: ``never``. See :mod:`pip_postgres.begin`.
     begin_with_statement: str = "auto"

@@ -44,7 +44,7 @@ from psycopg import pq
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import begin, checkout
+from . import checkout
 from .begin import BeginAheadCursor
 from .checkout import ACTIVE as _ACTIVE
 from .checkout import IDLE as _IDLE
@@ -254,9 +254,7 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
 
         :param conninfo: the libpq connection string.
         :param kwargs: as :meth:`psycopg.Connection.connect`, plus ``connect_state``, where
-            the pool keeps the last connection error; in ``begin_with_statement`` = ``auto``
-            mode the new connection also measures round trips there
-            (:class:`~pip_postgres.begin.BeginAhead`).
+            the pool keeps the last connection error.
         """
         state: checkout.ConnectState | None = kwargs.pop("connect_state", None)
         try:
@@ -264,14 +262,7 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
         except psycopg.Error as error:
             checkout.connect_failed(state, error, kwargs)
             raise
-        conn = checkout.connected(state, conn)
-        if state is not None and state.begin.probes:
-            for _ in range(begin.PROBES):
-                start = time.perf_counter()
-                if not _ping(conn, begin.PROBE_TIMEOUT):
-                    break
-                state.begin.measured(time.perf_counter() - start)
-        return conn
+        return checkout.connected(state, conn)
 
 
 class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
@@ -289,8 +280,8 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
     :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
         returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
     :param begin_with_statement: send ``BEGIN`` in the same write as the first statement of a
-        transaction: ``auto`` (default: where the round trips measured are long), ``always``
-        or ``never``; see :mod:`pip_postgres.begin`.
+        transaction: ``auto`` (default: where a trial of the first transactions finds it
+        faster), ``always`` or ``never``; see :mod:`pip_postgres.begin`.
     :param psycopg2_compat: a cursor's ``fetchone()``/``fetchmany()``/``fetchall()`` after a
         statement without a result raises :class:`Psycopg2CompatError`, which code written for
         psycopg2 catches; default ``False``.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from time import monotonic, perf_counter
+from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +27,10 @@ from psycopg import generators, pq, waiting
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from . import begin, checkout
+from . import checkout
 from .begin import AsyncBeginAheadCursor
 from .checkout import IDLE, CheckoutMarks, CheckoutPolicy, Leak
-from .pool import _answered_by, _shutdown_socket
+from .pool import _shutdown_socket
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -153,8 +153,7 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
 
         :param conninfo: the libpq connection string.
         :param kwargs: as :meth:`psycopg.AsyncConnection.connect`, plus ``connect_state``,
-            where the pool keeps the last connection error and, in ``begin_with_statement`` =
-            ``auto`` mode, the round trips the new connection measures.
+            where the pool keeps the last connection error.
         """
         state: checkout.ConnectState | None = kwargs.pop("connect_state", None)
         try:
@@ -162,14 +161,7 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
         except psycopg.Error as error:
             checkout.connect_failed(state, error, kwargs)
             raise
-        conn = checkout.connected(state, conn)
-        if state is not None and state.begin.probes:
-            for _ in range(begin.PROBES):
-                took = await _round_trip(conn)
-                if took is None:
-                    break
-                state.begin.measured(took)
-        return conn
+        return checkout.connected(state, conn)
 
 
 class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnection]):
@@ -190,8 +182,8 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
         returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
     :param begin_with_statement: send ``BEGIN`` in the same write as the first statement of a
-        transaction: ``auto`` (default: where the round trips measured are long), ``always``
-        or ``never``; see :mod:`pip_postgres.begin`.
+        transaction: ``auto`` (default: where a trial of the first transactions finds it
+        faster), ``always`` or ``never``; see :mod:`pip_postgres.begin`.
     :param pool_kwargs: passed on to :class:`psycopg_pool.AsyncConnectionPool`.
     """
 
@@ -432,38 +424,6 @@ async def _discard(pool: AsyncPostgresPool, conn: AsyncPooledConnection) -> None
         await AsyncConnectionPool.putconn(pool, conn)
 
     await asyncio.shield(discard())
-
-
-async def _round_trip(conn: AsyncPooledConnection) -> float | None:
-    """Time the round trip of an empty query, for ``begin_with_statement`` = ``auto``.
-
-    The answer is first waited for with the event loop blocked, for at most
-    :data:`~pip_postgres.begin.PROBE_BLOCK`: awaited, a short round trip would be timed with
-    the turns the loop gives other tasks meanwhile (the other connections of a pool that is
-    opening, say), several times longer. An answer that takes longer than that is awaited,
-    within :data:`~pip_postgres.begin.PROBE_TIMEOUT`; its round trip is long anyway.
-
-    :return: the round trip in seconds, or ``None`` if the connection did not answer, idle.
-    """
-    pgconn = conn.pgconn
-    if conn.closed or pgconn.transaction_status != IDLE:
-        return None
-    try:
-        async with conn.lock:
-            start = perf_counter()
-            pgconn.send_query(b"")
-            quick = _answered_by(pgconn, monotonic() + begin.PROBE_BLOCK)
-            took = perf_counter() - start
-            results = await asyncio.wait_for(
-                waiting.wait_async(generators.execute(pgconn), pgconn.socket),
-                begin.PROBE_TIMEOUT,
-            )
-            if not quick:
-                took = perf_counter() - start
-    except (psycopg.Error, OSError, asyncio.TimeoutError):
-        return None
-    answered = bool(results) and results[-1].status == pq.ExecStatus.EMPTY_QUERY
-    return took if answered and pgconn.transaction_status == IDLE else None
 
 
 async def _ping(conn: AsyncPooledConnection, timeout: float) -> bool:

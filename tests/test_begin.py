@@ -21,7 +21,7 @@ import pytest
 from psycopg import errors, sql
 
 from pip_postgres import AsyncPostgresConnection, PostgresConnection
-from pip_postgres.begin import AUTO_ROUND_TRIP, SUPPORTED, BeginAhead, begin_ahead_query
+from pip_postgres.begin import SUPPORTED, TRIAL, BeginAhead, begin_ahead_query
 
 from .conftest import Server, admin_query, base_config
 from .proxy import FaultProxy
@@ -131,72 +131,92 @@ async def test_async_statement_reaches_the_server_before_begins_answer(
         await component.close(None)
 
 
-# auto: measured round trips ---------------------------------------------------------------
+# auto: a trial ------------------------------------------------------------------------------
+
+#: The most checkouts a trial test makes: far more than 2 x TRIAL, so that the random ways
+#: fill both halves (a shortfall has a probability below 1e-20).
+MAX_TRIAL_CHECKOUTS = 8 * TRIAL
 
 
-def test_auto_turns_on_where_round_trips_are_long(pg: Server) -> None:
+def test_auto_keeps_the_way_a_trial_found_faster_where_round_trips_are_long(pg: Server) -> None:
     with FaultProxy(pg.host, pg.port, delay=0.002) as delayed:
         component = _component(pg, "auto", delayed.port)
         try:
             pool: Any = component.get_connection()
             decision = pool.begin_ahead
-            assert decision.round_trip is not None and decision.round_trip >= 0.004
+            for _ in range(MAX_TRIAL_CHECKOUTS):
+                if not decision.deciding:
+                    break
+                with component.connection() as conn:
+                    assert cast(Any, conn).begin_ahead
+                    assert conn.execute("SELECT %s::int", (2,)).fetchone() == (2,)
+            assert not decision.deciding and decision.medians is not None
+            together, alone = decision.medians
+            assert together < alone  # 2 round trips of 4 ms against 1
+            assert alone - together > 0.003
             assert decision.on
             with component.connection() as conn:
                 assert cast(Any, conn).begin_ahead
-                assert conn.execute("SELECT 1").fetchone() == (1,)
         finally:
             component.close(None)
 
 
 @pytest.mark.anyio
-async def test_async_auto_measures_round_trips(pg: Server) -> None:
-    async def decision(port: int) -> Any:
+async def test_async_trial(pg: Server) -> None:
+    with FaultProxy(pg.host, pg.port, delay=0.002) as delayed:
         component = AsyncPostgresConnection()
-        component.configure(base_config(pg, connection__port=port, options__min_pool_size=4))
+        component.configure(base_config(pg, connection__port=delayed.port))
         await asyncio.wait_for(component.open(None), 30)
         try:
-            pool: Any = component.get_connection()
-            async with component.connection() as conn:
-                assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
-                assert cast(Any, conn).begin_ahead == pool.begin_ahead.on
-            return pool.begin_ahead
+            decision = cast(Any, component.get_connection()).begin_ahead
+            for _ in range(MAX_TRIAL_CHECKOUTS):
+                if not decision.deciding:
+                    break
+                async with component.connection() as conn:
+                    assert await (await conn.execute("SELECT 3")).fetchone() == (3,)
+            assert not decision.deciding and decision.on
+            assert decision.medians[1] - decision.medians[0] > 0.003
         finally:
             await component.close(None)
 
-    with FaultProxy(pg.host, pg.port, delay=0.002) as delayed:
-        far = await decision(delayed.port)  # answers after the blocking wait: awaited
-    assert far.round_trip is not None and far.round_trip >= 0.004 and far.on
-    near = await decision(pg.port)  # answers within it, as a rule: timed blocking
-    assert near.round_trip is not None and near.round_trip < far.round_trip
+
+def test_a_trial_keeps_the_faster_way() -> None:
+    for together, alone, on in [(1.0, 2.0, True), (2.0, 1.0, False)]:
+        decision = BeginAhead("auto")
+        assert decision.deciding and decision.stamp and not decision.on
+        for _ in range(TRIAL):
+            decision.timed(True, together)
+        assert decision.deciding  # one way only so far
+        for _ in range(TRIAL - 1):
+            decision.timed(False, alone)
+        assert "deciding (50 and 49 of 50 timed)" in repr(decision)
+        decision.timed(False, alone)
+        assert not decision.deciding
+        assert (decision.on, decision.stamp, decision.medians) == (on, on, (together, alone))
+        decision.timed(True, 100.0)  # a late one, from a checkout stamped before: ignored
+        assert decision.medians == (together, alone)
+    assert "off (2000000 µs with BEGIN, 1000000 µs without)" in repr(decision)
 
 
-def test_auto_decides_on_the_shortest_round_trip() -> None:
+def test_the_trial_goes_both_ways() -> None:
     decision = BeginAhead("auto")
-    assert not decision.on and decision.probes
-    decision.measured(AUTO_ROUND_TRIP * 3)
-    assert decision.on
-    decision.measured(AUTO_ROUND_TRIP * 2)
-    assert decision.on and decision.round_trip == AUTO_ROUND_TRIP * 2
-    decision.measured(AUTO_ROUND_TRIP / 2)
-    assert not decision.on
-    decision.measured(AUTO_ROUND_TRIP * 10)  # a slow moment does not undo the short one
-    assert not decision.on and decision.round_trip == AUTO_ROUND_TRIP / 2
-    assert "auto: off, round trip 50 µs" in repr(decision)
+    ways = [decision.next_way() for _ in range(200)]
+    assert 40 < sum(ways) < 160
 
 
-def test_always_and_never_do_not_measure() -> None:
-    assert BeginAhead("always").on and not BeginAhead("always").probes
-    assert not BeginAhead("never").on and not BeginAhead("never").probes
+def test_always_and_never_do_not_try() -> None:
+    always, never = BeginAhead("always"), BeginAhead("never")
+    assert always.on and always.stamp and not always.deciding
+    assert not never.on and not never.stamp and not never.deciding
     with pytest.raises(ValueError, match="begin_with_statement must be auto, always or never"):
         BeginAhead("sometimes")
 
 
-def test_never_keeps_connections_from_measuring(pg: Server) -> None:
+def test_never_leaves_first_statements_alone(pg: Server) -> None:
     component = _component(pg, "never")
     try:
-        pool: Any = component.get_connection()
-        assert pool.begin_ahead.round_trip is None and not pool.begin_ahead.on
+        with component.connection() as conn:
+            assert not cast(Any, conn).begin_ahead
     finally:
         component.close(None)
 
