@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sized
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +37,16 @@ from psycopg.sql import Composable
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["BEGIN_MODES", "TRIAL", "BeginAhead", "begin_ahead_query"]
+__all__ = ["BEGIN_MODES", "TRIAL", "TRIAL_LIMIT", "BeginAhead", "begin_ahead_query"]
 
 #: The values of ``options.begin_with_statement``.
 BEGIN_MODES = ("auto", "always", "never")
 
 #: ``auto``: how many first statements each way the pool times before it decides.
 TRIAL = 50
+#: ``auto``: how many first statements the trial may see in all; a pool that could not time
+#: :data:`TRIAL` each way among them (it always had other checkouts out) keeps psycopg's way.
+TRIAL_LIMIT = 20 * TRIAL
 
 #: The undocumented psycopg methods this uses, checked once: on the connection classes
 #: (``_pipeline_nolock``: a pipeline for a connection whose lock is held;
@@ -88,11 +91,20 @@ class BeginAhead:
     each way has :data:`TRIAL` times, the way with the shorter median is kept for the pool's
     life. A statement that raises is not counted. Where the ways are close, either is as good.
 
+    Only a statement run while its checkout is the pool's only one is timed: with others out,
+    its time is mostly its wait for their share of the CPU (the interpreter lock, the event
+    loop), in which the way that waits fewer times looks faster whatever CPU time it costs;
+    where the CPU is what limits the pool, the pipeline's extra CPU time costs throughput. The
+    other statements take psycopg's way, untimed. A pool that never had a checkout alone long
+    enough (:data:`TRIAL_LIMIT` first statements) keeps psycopg's way.
+
     :param mode: ``auto``, ``always`` or ``never`` (``options.begin_with_statement``).
+    :param in_use: the pool's checkouts out now (its size is read); default: none, so every
+        statement of the trial is timed.
     :raises ValueError: ``mode`` is none of these.
     """
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, in_use: Sized | None = None) -> None:
         if mode not in BEGIN_MODES:
             raise ValueError(f"begin_with_statement must be auto, always or never, got {mode!r}")
         #: ``auto``, ``always`` or ``never``.
@@ -107,6 +119,8 @@ class BeginAhead:
         self._times: tuple[list[float], list[float]] | None = (
             ([], []) if SUPPORTED and mode == "auto" else None
         )
+        self._in_use: Sized = () if in_use is None else in_use
+        self._seen = 0
         #: What a checkout stamps on its connection
         #: (:attr:`~pip_postgres.checkout.CheckoutMarks.begin_ahead`): whether its cursors
         #: look at a first statement at all, to send ``BEGIN`` with it or to time it.
@@ -117,8 +131,18 @@ class BeginAhead:
         """Whether the ``auto`` trial is still under way."""
         return self._times is not None
 
-    def next_way(self) -> bool:
-        """During the trial: send the next first statement with ``BEGIN`` or not (at random)."""
+    def next_way(self) -> bool | None:
+        """During the trial: the way of the next first statement.
+
+        :return: ``True`` (with ``BEGIN``) or ``False`` (on its own), at random, for a
+            statement to time; ``None`` for one not to time (other checkouts are out, or the
+            trial is over): psycopg's way.
+        """
+        self._seen += 1
+        if self._seen > TRIAL_LIMIT and self._times is not None:
+            self._decide(None)
+        if len(self._in_use) > 1 or self._times is None:
+            return None
         return random.getrandbits(1) == 1
 
     def timed(self, together: bool, seconds: float) -> None:
@@ -128,10 +152,14 @@ class BeginAhead:
             return
         times[0 if together else 1].append(seconds)
         if len(times[0]) >= TRIAL and len(times[1]) >= TRIAL:
-            self.medians = (statistics.median(times[0]), statistics.median(times[1]))
-            self.on = self.medians[0] < self.medians[1]
-            self._times = None
-            self.stamp = self.on
+            self._decide((statistics.median(times[0]), statistics.median(times[1])))
+
+    def _decide(self, medians: tuple[float, float] | None) -> None:
+        """End the trial: the faster way by ``medians``; psycopg's way without them."""
+        self.medians = medians
+        self.on = medians is not None and medians[0] < medians[1]
+        self._times = None
+        self.stamp = self.on
 
     def __repr__(self) -> str:
         if self._times is not None:
@@ -139,7 +167,8 @@ class BeginAhead:
             return f"<BeginAhead auto: deciding ({counts} of {TRIAL} timed)>"
         state = "on" if self.on else "off"
         if self.medians is None:
-            return f"<BeginAhead {self.mode}: {state}>"
+            ended = ", no trial" if self.mode == "auto" else ""
+            return f"<BeginAhead {self.mode}: {state}{ended}>"
         together, alone = (f"{m * 1e6:.0f} µs" for m in self.medians)
         return f"<BeginAhead {self.mode}: {state} ({together} with BEGIN, {alone} without)>"
 
@@ -203,6 +232,8 @@ class BeginAheadCursor(psycopg.Cursor[TupleRow]):
             if decision.on:
                 return self._begin_and_execute(conn, text, params, prepare, binary)
             together, start = decision.next_way(), perf_counter()
+            if together is None:
+                return super().execute(text, params, prepare=prepare, binary=binary)
             if together:
                 self._begin_and_execute(conn, text, params, prepare, binary)
             else:
@@ -250,19 +281,22 @@ class AsyncBeginAheadCursor(psycopg.AsyncCursor[TupleRow]):
             decision: BeginAhead = conn.begin_decision
             if decision.on:
                 return self._begin_and_execute(conn, text, params, prepare, binary)
-            return self._trial_execute(decision, conn, text, params, prepare, binary)
+            together = decision.next_way()
+            if together is not None:
+                return self._trial_execute(decision, together, conn, text, params, prepare, binary)
         return super().execute(query, params, prepare=prepare, binary=binary)
 
     async def _trial_execute(
         self,
         decision: BeginAhead,
+        together: bool,
         conn: Any,
         query: str | bytes,
         params: Any,
         prepare: bool | None,
         binary: bool | None,
     ) -> Self:
-        together, start = decision.next_way(), perf_counter()
+        start = perf_counter()
         if together:
             await self._begin_and_execute(conn, query, params, prepare, binary)
         else:

@@ -22,7 +22,7 @@ import logging
 import select
 import traceback
 from collections import deque
-from collections.abc import Callable, Generator, Hashable, Mapping
+from collections.abc import Callable, Generator, Hashable, Mapping, Sized
 from dataclasses import dataclass
 from functools import partial
 from time import monotonic
@@ -139,15 +139,19 @@ class ConnectState:
 
     :param begin_with_statement: ``options.begin_with_statement``: ``auto`` (default),
         ``always`` or ``never``.
+    :param in_use: the pool's connections checked out now (see
+        :class:`~pip_postgres.begin.BeginAhead`).
     """
 
-    def __init__(self, begin_with_statement: str = "auto") -> None:
+    def __init__(
+        self, begin_with_statement: str = "auto", in_use: Sized | None = None
+    ) -> None:
         #: The server's reason for the last failed connection attempt (``None`` after a
         #: success).
         self.last_error: str | None = None
         #: Whether checkouts send ``BEGIN`` with the first statement, and the ``auto``
         #: trial's state.
-        self.begin = BeginAhead(begin_with_statement)
+        self.begin = BeginAhead(begin_with_statement, in_use)
 
     def __repr__(self) -> str:
         return "<pool connect state>"
@@ -613,7 +617,10 @@ class CheckoutPolicy:
         self._cursor_factory: Any = cursors[reset_session]
         self._autocommit = bool(kwargs.get("autocommit", False))
         self.reset_session = reset_session
-        self._connect_state = ConnectState(begin_with_statement)
+        # Connections checked out now, by id: for leak detection, shutdown, and the trial of
+        # begin_with_statement = auto (which times statements only while one is out).
+        self._in_use: dict[int, Any] = {}
+        self._connect_state = ConnectState(begin_with_statement, self._in_use)
         self._begin = self._connect_state.begin
         self.validation_bypass = validation_bypass
         # Connections returned before this moment are validated whatever their bypass window:
@@ -621,8 +628,6 @@ class CheckoutPolicy:
         self._suspect_before = 0.0
         self.leak_threshold = leak_threshold
         self._on_leak = on_leak
-        # Connections checked out now, by id: for leak detection and shutdown.
-        self._in_use: dict[int, Any] = {}
         # psycopg_pool's internals are only used where they are all there (DIRECT_PATH_ATTRIBUTES)
         self._direct = False
         self._counters = {

@@ -138,7 +138,7 @@ def uri_secrets(uri: str) -> list[str]:
     for start, end in _secret_spans(uri):
         value = uri[start:end]
         found.append(value)
-        if ":" in value:
+        if ":" in value and uri[end : end + 1] == "@":  # user name and password: the password
             found.append(value.partition(":")[2])
         if value.startswith("'"):
             inner = value[1:-1] if len(value) > 1 and value.endswith("'") else value[1:]

@@ -21,7 +21,7 @@ import pytest
 from psycopg import errors, sql
 
 from pip_postgres import AsyncPostgresConnection, PostgresConnection
-from pip_postgres.begin import SUPPORTED, TRIAL, BeginAhead, begin_ahead_query
+from pip_postgres.begin import SUPPORTED, TRIAL, TRIAL_LIMIT, BeginAhead, begin_ahead_query
 
 from .conftest import Server, admin_query, base_config
 from .proxy import FaultProxy
@@ -32,15 +32,17 @@ pytestmark = pytest.mark.skipif(not SUPPORTED, reason="this libpq has no pipelin
 SHOW_TIMEOUT = 10.0
 
 
-def _component(pg: Server, mode: str, port: int | None = None, **extra: Any) -> PostgresConnection:
+def _component(
+    pg: Server, mode: str, port: int | None = None, size: int = 1, **extra: Any
+) -> PostgresConnection:
     component = PostgresConnection()
     component.configure(
         base_config(
             pg,
             connection__port=port or pg.port,
             options__begin_with_statement=mode,
-            options__max_pool_size=1,
-            options__min_pool_size=1,
+            options__max_pool_size=size,
+            options__min_pool_size=size,
             **extra,
         )
     )
@@ -199,9 +201,41 @@ def test_a_trial_keeps_the_faster_way() -> None:
 
 
 def test_the_trial_goes_both_ways() -> None:
-    decision = BeginAhead("auto")
+    decision = BeginAhead("auto", in_use=["this checkout"])
     ways = [decision.next_way() for _ in range(200)]
-    assert 40 < sum(ways) < 160
+    assert None not in ways
+    assert 40 < sum(map(bool, ways)) < 160
+
+
+def test_the_trial_times_only_a_checkout_alone() -> None:
+    in_use = ["this checkout", "another"]
+    decision = BeginAhead("auto", in_use=in_use)
+    assert [decision.next_way() for _ in range(10)] == [None] * 10
+    in_use.pop()
+    assert decision.next_way() is not None
+    in_use.append("another")
+    for _ in range(TRIAL_LIMIT):
+        decision.next_way()
+    assert not decision.deciding and not decision.on and not decision.stamp
+    assert decision.medians is None
+    assert "auto: off, no trial" in repr(decision)
+
+
+def test_a_busy_pools_trial_times_nothing(pg: Server) -> None:
+    component = _component(pg, "auto", size=2)
+    try:
+        decision = cast(Any, component.get_connection()).begin_ahead
+        with component.connection() as other:
+            assert "deciding (0 and 0 of 50 timed)" in repr(decision)
+            for _ in range(5):
+                with component.connection() as conn:
+                    assert cast(Any, conn).begin_ahead
+                    assert conn.execute("SELECT 4").fetchone() == (4,)
+            assert "deciding (0 and 0 of 50 timed)" in repr(decision)
+            other.execute("SELECT 1")  # its checkout is alone now: timed
+        assert "deciding (0 and 0 of 50 timed)" not in repr(decision)
+    finally:
+        component.close(None)
 
 
 def test_always_and_never_do_not_try() -> None:

@@ -45,6 +45,14 @@ def _processes_of(directory: Path) -> list[psutil.Process]:
     return found
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    """Its command line; empty if it is gone meanwhile (found a moment ago, it may have ended)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _alive(process: psutil.Process) -> bool:
     """Whether ``process`` still runs (a zombie, which its new parent has not reaped, does not)."""
     try:
@@ -106,7 +114,7 @@ def test_sigint_to_python_only_during_initdb_leaves_no_process_and_no_directory(
             bootstrapping = [
                 process
                 for process in _processes_of(tmp)
-                if {"--boot", "--single"} & set(process.cmdline())
+                if {"--boot", "--single"} & set(_cmdline(process))
             ]
             time.sleep(0.005)
         if held:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pip_services4_commons.errors import ApplicationException, ConfigException
 from pip_services4_components.config import ConfigParams
@@ -137,6 +137,8 @@ def _bad_configurations(password: str, port: int) -> list[dict[str, Any]]:
 
 @settings(max_examples=150, deadline=None)
 @given(password=passwords())
+# a query parameter's value with a colon once gave ":" as a secret, which hid every ": "
+@example(password="2::&222223456")
 def test_configuration_errors_never_show_the_password(password: str) -> None:
     port = closed_port()
     for values in _bad_configurations(password, port):
