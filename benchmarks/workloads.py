@@ -20,7 +20,7 @@ from time import perf_counter
 
 import psycopg
 
-from pip_postgres.begin import BeginAhead
+from pip_postgres.begin import TRIAL_LIMIT, BeginAhead
 from pip_postgres.embedded import EmbeddedPostgres
 
 from . import stats
@@ -269,8 +269,13 @@ def auto_note(decisions: Sequence[BeginAhead]) -> str:
     """What ``options.begin_with_statement`` = ``auto`` decided in this table's pools."""
     parts = []
     for decision in decisions:
-        if decision.medians is None:
+        if decision.deciding:
             parts.append("still deciding")
+        elif decision.medians is None:
+            parts.append(
+                "``BEGIN`` on its own (no trial: the pool was never alone in its first "
+                f"{TRIAL_LIMIT:,} first statements)"
+            )
         else:
             together, alone = (fmt(m * 1e6, 1) for m in decision.medians)
             said = "with the statement" if decision.on else "on its own"

@@ -4,6 +4,7 @@ closed or signalled connection handed out, bypass window or not.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ import pytest
 from psycopg_pool import PoolClosed
 
 from pip_postgres import PostgresConnection, PostgresPool
-from pip_postgres.checkout import bypass_applies, idle_and_intact, socket_has_news
+from pip_postgres.checkout import bypass_applies, idle_and_intact, news_poller, socket_has_news
 
 from .conftest import Server, admin_query, backends
 from .test_reliability import app_name, opened, pool_of
@@ -196,6 +197,22 @@ def test_bypass_decisions() -> None:
     assert not bypass_applies(10.0, 8.5, 0.0, **window)  # idle past the window
     assert not bypass_applies(5.5, 4.9, 0.0, **window)  # returned before a failure
     assert not bypass_applies(110.0, 109.5, 0.0, **window)  # past its lifetime
+
+
+def test_news_poller_sees_data_and_a_hang_up() -> None:
+    ours, peer = socket.socketpair()
+    try:
+        poll = news_poller(ours.fileno())
+        assert poll is not None  # C's poll() is there on every POSIX system
+        assert not socket_has_news(ours.fileno(), poll)
+        peer.send(b"x")
+        assert socket_has_news(ours.fileno(), poll)
+        ours.recv(1)
+        assert not socket_has_news(ours.fileno(), poll)
+        peer.close()
+        assert socket_has_news(ours.fileno(), poll)  # end of file
+    finally:
+        ours.close()
 
 
 def test_socket_has_news_sees_a_notification(component: PostgresConnection) -> None:
