@@ -14,8 +14,8 @@ virtual machine, about 40 µs per transaction when the client and the server sha
 It pays where a round trip costs more than that: a server on another host, or on other CPUs
 of a virtual machine, where waking the server up is what a round trip costs. ``auto``, the
 default, measures which way is faster where the pool runs (:class:`BeginAhead`: a trial of
-the pool's first transactions, half each way); ``always`` and ``never`` decide without
-measuring.
+the pool's first transactions, half each way, run again every 5 minutes); ``always`` and
+``never`` decide without measuring.
 
 It uses psycopg internals (:data:`PSYCOPG_ATTRIBUTES`, psycopg 3.2 and 3.3); where one is
 missing, or libpq has no pipeline mode, psycopg's own way is always taken.
@@ -23,10 +23,11 @@ missing, or libpq has no pipeline mode, psycopg's own way is always taken.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections.abc import Coroutine, Sized
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -37,7 +38,14 @@ from psycopg.sql import Composable
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["BEGIN_MODES", "TRIAL", "TRIAL_LIMIT", "BeginAhead", "begin_ahead_query"]
+__all__ = [
+    "BEGIN_MODES",
+    "RETRIAL_PERIOD",
+    "TRIAL",
+    "TRIAL_LIMIT",
+    "BeginAhead",
+    "begin_ahead_query",
+]
 
 #: The values of ``options.begin_with_statement``.
 BEGIN_MODES = ("auto", "always", "never")
@@ -47,6 +55,9 @@ TRIAL = 50
 #: ``auto``: how many first statements the trial may see in all; a pool that could not time
 #: :data:`TRIAL` each way among them (it always had other checkouts out) keeps psycopg's way.
 TRIAL_LIMIT = 20 * TRIAL
+#: ``auto``: how long a decision holds, in seconds (5 minutes); the first checkout after that
+#: starts a new trial, so that the pool follows what changed where it runs.
+RETRIAL_PERIOD = 300.0
 
 #: The undocumented psycopg methods this uses, checked once: on the connection classes
 #: (``_pipeline_nolock``: a pipeline for a connection whose lock is held;
@@ -88,15 +99,16 @@ class BeginAhead:
     that may go with ``BEGIN`` (:func:`begin_ahead_query`) goes one way or the other at
     random, and its ``execute()`` is timed, from the call to its return (``BEGIN``'s round trip
     and the statement's, or the pipeline's single one, with the CPU time of each way). Once
-    each way has :data:`TRIAL` times, the way with the shorter median is kept for the pool's
-    life. A statement that raises is not counted. Where the ways are close, either is as good.
+    each way has :data:`TRIAL` times, the way with the shorter median is kept. A statement
+    that raises is not counted. Where the ways are close, either is as good.
 
     Only a statement run while its checkout is the pool's only one is timed: with others out,
     its time is mostly its wait for their share of the CPU (the interpreter lock, the event
     loop), in which the way that waits fewer times looks faster whatever CPU time it costs;
     where the CPU is what limits the pool, the pipeline's extra CPU time costs throughput. The
     other statements take psycopg's way, untimed. A pool that never had a checkout alone long
-    enough (:data:`TRIAL_LIMIT` first statements) keeps psycopg's way.
+    enough (:data:`TRIAL_LIMIT` first statements) keeps psycopg's way. A decision holds for
+    :data:`RETRIAL_PERIOD`; then the next checkout starts a new trial (:meth:`retry`).
 
     :param mode: ``auto``, ``always`` or ``never`` (``options.begin_with_statement``).
     :param in_use: the pool's checkouts out now (its size is read); default: none, so every
@@ -121,6 +133,10 @@ class BeginAhead:
         )
         self._in_use: Sized = () if in_use is None else in_use
         self._seen = 0
+        #: ``auto``: when the decision's time is up (``time.monotonic()``): the pool's
+        #: checkouts call :meth:`retry` from then on; infinite during a trial, and for
+        #: ``always`` and ``never``.
+        self.retrial_at = math.inf
         #: What a checkout stamps on its connection
         #: (:attr:`~pip_postgres.checkout.CheckoutMarks.begin_ahead`): whether its cursors
         #: look at a first statement at all, to send ``BEGIN`` with it or to time it.
@@ -160,6 +176,21 @@ class BeginAhead:
         self.on = medians is not None and medians[0] < medians[1]
         self._times = None
         self.stamp = self.on
+        self.retrial_at = monotonic() + RETRIAL_PERIOD
+
+    def retry(self) -> bool:
+        """Start a new trial (``auto``, once :attr:`retrial_at` is past).
+
+        The last medians stay until it ends.
+
+        :return: :attr:`stamp`, for the checkout that calls it.
+        """
+        self.retrial_at = math.inf
+        self._seen = 0
+        self.on = False
+        self._times = ([], [])
+        self.stamp = True
+        return True
 
     def __repr__(self) -> str:
         if self._times is not None:

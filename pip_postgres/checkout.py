@@ -135,7 +135,10 @@ def idle_queue(queue: deque[Any], idle_order: str) -> deque[Any]:
 
 
 class ConnectState:
-    """What the pool's connections tell it when they connect (shared, one per pool).
+    """What the pool's connections tell it when they connect, and what they learn from it.
+
+    Shared, one per pool: the last connection error, and the decision of
+    ``options.begin_with_statement`` that each new connection keeps a reference to.
 
     :param begin_with_statement: ``options.begin_with_statement``: ``auto`` (default),
         ``always`` or ``never``.
@@ -841,7 +844,8 @@ class CheckoutPolicy:
         """
         conn.checked_out_at = now
         conn.used = conn.session_changed = False
-        conn.begin_ahead = self._begin.stamp
+        begin = self._begin
+        conn.begin_ahead = begin.stamp if now < begin.retrial_at else begin.retry()
         conn.held = True
         conn.checkout_seq += 1
         self._in_use[id(conn)] = conn

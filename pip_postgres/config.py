@@ -269,9 +269,9 @@ class PostgresOptions:
     #: statement of a transaction, as PgJDBC and Npgsql do, which saves a round trip per
     #: transaction (transactional mode only; statements with several parts or a ``COPY``
     #: never). ``auto`` (the default): if a trial of the pool's first transactions, half
-    #: each way, finds it faster where the pool runs; ``always``; ``never`` (psycopg's own way:
-    #: ``BEGIN`` in a round trip of its own). ``true`` and ``false`` mean ``always`` and
-    #: ``never``. See :mod:`pip_postgres.begin`.
+    #: each way, finds it faster where the pool runs (tried again every 5 minutes);
+    #: ``always``; ``never`` (psycopg's own way: ``BEGIN`` in a round trip of its own).
+    #: ``true`` and ``false`` mean ``always`` and ``never``. See :mod:`pip_postgres.begin`.
     begin_with_statement: str = "auto"
     #: ``options.validation_bypass`` (ms), in seconds: a connection returned to the pool less
     #: than this long ago is handed out without a validation round trip; an older one is

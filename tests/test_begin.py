@@ -21,7 +21,14 @@ import pytest
 from psycopg import errors, sql
 
 from pip_postgres import AsyncPostgresConnection, PostgresConnection
-from pip_postgres.begin import SUPPORTED, TRIAL, TRIAL_LIMIT, BeginAhead, begin_ahead_query
+from pip_postgres.begin import (
+    RETRIAL_PERIOD,
+    SUPPORTED,
+    TRIAL,
+    TRIAL_LIMIT,
+    BeginAhead,
+    begin_ahead_query,
+)
 
 from .conftest import Server, admin_query, base_config
 from .proxy import FaultProxy
@@ -198,6 +205,33 @@ def test_a_trial_keeps_the_faster_way() -> None:
         decision.timed(True, 100.0)  # a late one, from a checkout stamped before: ignored
         assert decision.medians == (together, alone)
     assert "off (2000000 µs with BEGIN, 1000000 µs without)" in repr(decision)
+
+
+def test_a_decision_is_tried_again_when_its_time_is_up(pg: Server) -> None:
+    decision = BeginAhead("auto")
+    for _ in range(TRIAL):
+        decision.timed(True, 1.0)
+        decision.timed(False, 2.0)
+    assert decision.on and not decision.deciding
+    assert 0 < decision.retrial_at - time.monotonic() <= RETRIAL_PERIOD
+    assert decision.retry() and decision.stamp and decision.deciding and not decision.on
+    assert decision.medians == (1.0, 2.0) and decision.retrial_at == float("inf")
+    # In a pool: the first checkout past the time starts the trial again.
+    component = _component(pg, "auto")
+    try:
+        pooled = cast(Any, component.get_connection()).begin_ahead
+        pooled.timed(True, 2.0)  # a pool's trial made short: psycopg's way won
+        for _ in range(TRIAL):
+            pooled.timed(False, 1.0)
+            pooled.timed(True, 2.0)
+        assert not pooled.deciding and not pooled.stamp
+        with component.connection() as conn:
+            assert not cast(Any, conn).begin_ahead  # decided: not looked at
+        pooled.retrial_at = time.monotonic() - 1  # its time is up
+        with component.connection() as conn:
+            assert cast(Any, conn).begin_ahead and pooled.deciding
+    finally:
+        component.close(None)
 
 
 def test_the_trial_goes_both_ways() -> None:
