@@ -281,8 +281,10 @@ class _Progress:
             f"{stats.get('requests_waiting', 0)} waiting"
         )
         if self._tty:
-            print(f"\r{line}", end="", flush=True)
+            # Open before it is drawn: a Ctrl-C that lands in print() or just after it must
+            # still find the line open, or the next message would be appended to it.
             self._open = True
+            print(f"\r{line}", end="", flush=True)
             if final:
                 self.end_line()
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import queue
 import re
@@ -22,6 +23,7 @@ from pip_postgres.demo import (
     INTERRUPTED_EXIT,
     STAT_MEANINGS,
     _arguments,
+    _Progress,
     checkout_statements,
     derived_stats,
     format_stats,
@@ -197,6 +199,39 @@ def test_format_stats_with_nothing_counted_says_n_a() -> None:
 # -- Ctrl-C ------------------------------------------------------------------------------------
 
 
+class _InterruptedTerminal(io.StringIO):
+    """A terminal whose next flush is cut short by Ctrl-C, after the text was written."""
+
+    interrupt = False
+
+    def isatty(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        if self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+
+
+def test_a_progress_line_cut_short_by_ctrl_c_is_still_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    terminal = _InterruptedTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    progress = _Progress(total=10, tty=True)
+    progress.show(3, {"pool_size": 2})
+    progress.end_line()  # as before a log message: the next show draws a new line
+    terminal.interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        progress.show(4, {"pool_size": 2})
+    progress.end_line()
+    print("next message")
+    ended = r"\r\[#+\.+\] 4/10 checkouts, [\d,]+/s, pool 2 open, 0 waiting\nnext message\n"
+    assert re.search(ended + r"\Z", terminal.getvalue()), terminal.getvalue()
+    progress.end_line()  # already ended: nothing more
+    assert re.search(ended + r"\Z", terminal.getvalue()), terminal.getvalue()
+
+
 def _pid_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -275,7 +310,9 @@ def test_ctrl_c_stops_workers_pool_and_server_cleanly(tmp_path: Path) -> None:
         r"Interrupted after \d+/4000000 checkouts: workers stopped, pool closed, server stopped\.",
         interrupted[0],
     ), interrupted
-    assert all(line.startswith("[---:") for line in lines if "PostgreSQL 127.0.0.1" in line), lines
+    # the component's log lines ("Connected to", "Disconnected from") each on a line of its own
+    joined = [line for line in lines if "PostgreSQL 127.0.0.1" in line and line[:5] != "[---:"]
+    assert not joined, joined
     # the server is stopped: its postmaster is gone, its port refuses, its files are removed
     deadline = time.monotonic() + 10
     while not _pid_gone(postmaster):
