@@ -392,7 +392,9 @@ class FaultProxy:
                 pair = _Pair(self, client)
                 self._pairs.add(pair)
                 self.accepted += 1
-            pair.thread.start()
+                # Started under the lock: a pair that others can see (cut(), refuse()) has a
+                # thread they can join.
+                pair.thread.start()
 
     def _forget(self, pair: _Pair) -> None:
         with self._lock:
