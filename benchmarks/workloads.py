@@ -267,25 +267,25 @@ def w1(target: Target, settings: Settings, log: Log) -> Table:
 
 def auto_note(decisions: Sequence[BeginAhead]) -> str:
     """What ``options.begin_with_statement`` = ``auto`` decided in this table's pools."""
-    parts = []
-    for decision in decisions:
-        if decision.deciding:
-            parts.append("still deciding")
-        elif decision.medians is None:
-            parts.append(
-                "``BEGIN`` on its own (no trial: the pool was never alone in its first "
-                f"{TRIAL_LIMIT:,} first statements)"
-            )
-        else:
-            together, alone = (fmt(m * 1e6, 1) for m in decision.medians)
-            said = "with the statement" if decision.on else "on its own"
-            parts.append(
-                f"``BEGIN`` {said} (first statement {together} µs with it, {alone} µs without)"
-            )
     return (
         "Transactional, ``options.begin_with_statement`` = ``auto`` (the default) decided, in "
-        f"each of this table's pools of ours that used it: {'; '.join(parts)}."
+        "each of this table's pools of ours that used it: "
+        f"{'; '.join(map(decision_text, decisions))}."
     )
+
+
+def decision_text(decision: BeginAhead) -> str:
+    """What one pool's ``auto`` decided, and on what medians, as the notes say it."""
+    if decision.deciding:
+        return "still deciding (untimed statements take psycopg's way)"
+    if decision.medians is None:
+        return (
+            "``BEGIN`` on its own (no trial: the pool was never alone in its first "
+            f"{TRIAL_LIMIT:,} first statements)"
+        )
+    together, alone = (fmt(m * 1e6, 1) for m in decision.medians)
+    said = "with the statement" if decision.on else "on its own"
+    return f"``BEGIN`` {said} (first statement {together} µs with it, {alone} µs without)"
 
 
 def mode_cells(series: dict[str, list[float]], mode: str, key: str) -> list[str]:
@@ -392,11 +392,13 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
     """W2: 1, 8, 16 and 64 threads on a pool of 8: throughput, and what it cost in waits."""
     size = settings.pool_size
     results: dict[str, list[_Concurrent]] = {}
+    decided: list[str] = []
     for threads in settings.threads:
         # One interleaving per thread count, so that no more connections are open at once
         # than one count needs (64 held connections and four pools).
         blocks: dict[str, Callable[[], float]] = {}
         named = {f"{threads}/{key}": (key, False) for key in W2_KEYS}
+        AUTO_DECISIONS.clear()
         with open_sessions(target, size, named) as sessions:
             for name, session in sessions.items():
                 per_thread = _calibrate_threads(session, threads, settings)
@@ -405,6 +407,8 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
             label = f"W2 {threads} thread(s)"
             log(f"{label}: {len(blocks)} cells, {settings.w2_rounds} rounds")
             interleave(blocks, settings.w2_rounds, log, label)
+        # (the sessions are closed: each pool of ours has said what it decided)
+        decided.append(f"at {threads}, {'; '.join(map(decision_text, AUTO_DECISIONS))}")
     series = {name: [r.throughput for r in rounds] for name, rounds in results.items()}
     columns = []
     for threads in settings.threads:
@@ -451,6 +455,11 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
         "Checkout wait, p99 within a round (median over the rounds), psycopg_pool and ours, "
         f"in µs, by thread count: {'; '.join(waits)}. Requests pip-services4-postgres "
         f"refused: {', '.join(refused)}."
+    )
+    table.notes.append(
+        "``options.begin_with_statement`` = ``auto`` (the default) decided, in the pools of "
+        "ours (the default idle order, then the other), by thread count (a trial times only "
+        f"checkouts that are alone in their pool): {'. '.join(decided)}."
     )
     return table
 
