@@ -30,6 +30,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -452,7 +453,10 @@ class EmbeddedPostgres(_Server):
     server for tests.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`; a server still running
-    when the interpreter exits is stopped then.
+    when the interpreter exits is stopped then. If the process dies without stopping it
+    (``SIGTERM``, ``SIGKILL``, a crash), a watchdog process started with the server stops it
+    and removes its temporary directories (``pip_postgres/_watchdog.py``); only a server whose
+    owner dies while ``pg_ctl start`` is still under way may outlive it.
 
     :param data_dir: the data directory (created and initialised if missing or empty, reused if
         it holds a cluster). Default: a new temporary directory, removed by :meth:`stop`.
@@ -490,6 +494,7 @@ class EmbeddedPostgres(_Server):
         self._owner_pid = os.getpid()
         self._lock = threading.RLock()
         self._version: str | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -569,9 +574,10 @@ class EmbeddedPostgres(_Server):
                 self._data_dir = None  # removed by stop(): start afresh
             try:
                 self._prepare()
+                self._owner_pid = os.getpid()
+                self._watch()
                 self._pg_start_on_free_port()
                 self._running = True
-                self._owner_pid = os.getpid()
                 atexit.unregister(self._stop_at_exit)
                 atexit.register(self._stop_at_exit)
                 self._bootstrap()
@@ -591,6 +597,7 @@ class EmbeddedPostgres(_Server):
             self._remove_socket_dir()
             if self._temp_data and self._data_dir is not None:
                 shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._release_watchdog()
 
     def restart(self) -> None:
         """Stop the server and start it again, on the same port and with the same data.
@@ -626,6 +633,51 @@ class EmbeddedPostgres(_Server):
         return f"{super().__repr__()[:-1]}, data_dir={data_dir!r}, {state})"
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Start the watchdog that stops the server if this process dies without stopping it.
+
+        See ``pip_postgres/_watchdog.py``: it runs in a session of its own (a Ctrl-C in this
+        terminal is this process's to handle) and waits on a pipe that only this process
+        writes to; :meth:`stop` releases it.
+        """
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            return
+        self._watchdog = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("_watchdog.py")),
+                str(self.data_dir),
+                "1" if self._temp_data else "0",
+                "" if self._socket_dir is None else str(self._socket_dir),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            start_new_session=True,
+        )
+
+    def _release_watchdog(self) -> None:
+        """Tell the watchdog that the server is stopped, and wait for it to exit (bounded).
+
+        Only the process that started the server releases it: a forked child's copy of the
+        pipe closes with the child, which says nothing.
+        """
+        watchdog = self._watchdog
+        if watchdog is None or os.getpid() != self._owner_pid:
+            return
+        self._watchdog = None
+        assert watchdog.stdin is not None
+        with contextlib.suppress(OSError):  # (a watchdog that is gone cannot be told)
+            watchdog.stdin.write(b"released")
+        with contextlib.suppress(OSError):
+            watchdog.stdin.close()
+        try:
+            watchdog.wait(_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+            watchdog.wait()
 
     def _stop_at_exit(self) -> None:
         if os.getpid() == self._owner_pid:  # not in a forked child

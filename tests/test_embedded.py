@@ -1,10 +1,12 @@
-"""The embedded server (``pip_postgres.embedded``): interrupted while it initialises."""
+"""The embedded server (``pip_postgres.embedded``): interrupted while it initialises; its
+watchdog, when its owner dies."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -151,3 +153,118 @@ def test_sigint_to_python_only_during_initdb_leaves_no_process_and_no_directory(
     time.sleep(0.5)
     assert list(tmp.iterdir()) == ([tmp / "data"] if given else [])
     assert _cleaned(tmp / "data")
+
+
+# -- the watchdog: a server whose owner dies is stopped all the same ---------------------------
+
+_OWNER = """\
+import sys, time
+from pathlib import Path
+
+from pip_postgres.embedded import EmbeddedPostgres
+
+server = EmbeddedPostgres(data_dir=Path(sys.argv[1]) if sys.argv[1:] else None)
+server.start()
+print(server.port, server.data_dir, server._postmaster_pid(), server.socket_dir, flush=True)
+time.sleep(60)  # killed long before; bounded all the same
+"""
+
+
+def _watchdogs_of(pid: int) -> list[psutil.Process]:
+    """The watchdog processes that process ``pid`` started (alive, zombies left out)."""
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if _alive(c) and any("_watchdog" in a for a in _cmdline(c))]
+
+
+def _port_refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("sig", "given"),
+    [
+        pytest.param(signal.SIGTERM, False, id="sigterm"),
+        pytest.param(signal.SIGKILL, False, id="sigkill"),
+        # a data directory given: the server is stopped, the directory kept as it is
+        pytest.param(signal.SIGKILL, True, id="sigkill-data-dir-given"),
+    ],
+)
+def test_a_server_whose_owner_dies_is_stopped_and_its_directories_removed(
+    sig: signal.Signals, given: bool, tmp_path: Path
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, *([str(tmp / "data")] if given else [])],
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    postmaster: psutil.Process | None = None
+    try:
+        assert owner.stdout is not None
+        line = owner.stdout.readline().decode()  # the owner's start is bounded (60 s)
+        assert line, owner.communicate(timeout=10)[1].decode(errors="replace")
+        port, data_dir, pid, socket_dir = line.split()
+        postmaster = psutil.Process(int(pid))
+        watchdogs = _watchdogs_of(owner.pid)
+        assert len(watchdogs) == 1, _describe(watchdogs)
+        assert _alive(postmaster) and not _port_refuses(int(port))
+        owner.send_signal(sig)
+        owner.wait(10)
+        deadline = time.monotonic() + 45
+        while _alive(postmaster) or Path(socket_dir).exists() or _alive(watchdogs[0]):
+            assert time.monotonic() < deadline, "the server outlived its owner"
+            time.sleep(0.05)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)
+        if postmaster is not None and _alive(postmaster):  # what a failure left behind
+            with contextlib.suppress(psutil.Error):
+                postmaster.kill()
+    assert _port_refuses(int(port))
+    if given:
+        assert (Path(data_dir) / "PG_VERSION").exists()  # kept: the caller's directory
+        assert not (Path(data_dir) / "postmaster.pid").exists()  # stopped cleanly (fast)
+    else:
+        assert not Path(data_dir).exists()
+    assert list(tmp.iterdir()) == ([tmp / "data"] if given else [])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
+@pytest.mark.timeout(120)
+def test_stop_releases_the_watchdog_and_restart_keeps_it(tmp_path: Path) -> None:
+    from pip_postgres.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(data_dir=tmp_path / "data")
+    try:
+        server.start()
+        watchdogs = _watchdogs_of(os.getpid())
+        assert len(watchdogs) == 1, _describe(watchdogs)
+        server.restart()
+        assert _watchdogs_of(os.getpid()) == watchdogs  # the same one, still watching
+    finally:
+        server.stop()
+    deadline = time.monotonic() + 10
+    while _alive(watchdogs[0]):
+        assert time.monotonic() < deadline, "stop() did not release the watchdog"
+        time.sleep(0.05)
+    # released, it did nothing: the data directory given is kept
+    assert (tmp_path / "data" / "PG_VERSION").exists()
+    # restarted from a stopped server, it watches again
+    server.start()
+    try:
+        assert len(_watchdogs_of(os.getpid())) == 1
+    finally:
+        server.stop()
