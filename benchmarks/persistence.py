@@ -27,6 +27,7 @@ from pip_services4_postgres.persistence.IdentifiablePostgresPersistence import (
 from psycopg import sql
 
 from pip_postgres import IdentifiablePostgresPersistence, PostgresConnection
+from pip_postgres.begin import BeginAhead
 
 from . import stats
 from .contenders import CONTENDERS, OURS
@@ -35,6 +36,7 @@ from .workloads import (
     Log,
     Settings,
     Table,
+    auto_note,
     calibrate,
     fmt,
     fmt_spread,
@@ -84,8 +86,14 @@ def _item(number: int, prefix: str) -> Item:
 
 
 @contextmanager
-def _components(target: Target, size: int, table: str) -> Iterator[tuple[Any, Any]]:
-    """Ours and the published persistence, each open on its own pool of ``size``."""
+def _components(
+    target: Target, size: int, table: str, decisions: list[BeginAhead]
+) -> Iterator[tuple[Any, Any]]:
+    """Ours and the published persistence, each open on its own pool of ``size``.
+
+    :param decisions: what ``options.begin_with_statement`` = ``auto`` decided in our pool is
+        appended to it on the way out.
+    """
     ours_connection = PostgresConnection()
     ours_connection.configure(target.pip_config(max_pool_size=size, min_pool_size=size))
     published_connection = PublishedConnection()
@@ -111,6 +119,9 @@ def _components(target: Target, size: int, table: str) -> Iterator[tuple[Any, An
         finally:
             published_connection.close(None)
     finally:
+        pool = ours_connection.get_connection()
+        if pool is not None:
+            decisions.append(pool.begin_ahead)
         ours_connection.close(None)
 
 
@@ -139,7 +150,8 @@ def p1(target: Target, settings: Settings, log: Log) -> Table:
     """P1: ``get_one_by_id`` and ``create``, ours against the published persistence."""
     table = f"bench_p1_{uuid.uuid4().hex[:8]}"
     blocks: dict[str, Callable[[], float]] = {}
-    with _components(target, settings.pool_size, table) as (ours, published):
+    decisions: list[BeginAhead] = []
+    with _components(target, settings.pool_size, table, decisions) as (ours, published):
         for name, op in _operations(ours, published).items():
             count = calibrate(op, settings.warmup, settings.w1_block)
             blocks[name] = lambda op=op, count=count: median_block(op, count) * 1e6  # type: ignore[misc]
@@ -180,6 +192,7 @@ def p1(target: Target, settings: Settings, log: Log) -> Table:
         + ". The connection-level comparison (W1) shows what psycopg 3 itself costs against "
         "psycopg2 per statement."
     )
+    result.notes.append(auto_note(decisions))
     return result
 
 
