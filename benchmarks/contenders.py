@@ -94,6 +94,10 @@ class Session:
         """Check ``count`` connections out at once and query each; return the release."""
         raise NotImplementedError
 
+    def checkouts(self) -> Callable[[], AbstractContextManager[Any]] | None:
+        """The pool's context-managed checkout (``connection``); ``None`` for other kinds."""
+        return None
+
     def close(self) -> None:
         """Close everything the session opened."""
         raise NotImplementedError
@@ -180,6 +184,9 @@ class RawPoolSession(Session):
     def worker(self, index: int) -> Worker:
         return timed_checkout(self.pool.connection)
 
+    def checkouts(self) -> Callable[[], AbstractContextManager[Any]]:
+        return self.pool.connection
+
     def hold(self, count: int) -> Callable[[], None]:
         conns = [self.pool.getconn() for _ in range(count)]
         for conn in conns:
@@ -240,6 +247,9 @@ class OursSession(Session):
 
     def worker(self, index: int) -> Worker:
         return timed_checkout(self.component.connection)
+
+    def checkouts(self) -> Callable[[], AbstractContextManager[Any]]:
+        return self.component.connection
 
     def hold(self, count: int) -> Callable[[], None]:
         pool = self.component.get_connection()

@@ -298,7 +298,10 @@ def _idle_order(results: Results, placements: Sequence[Placement]) -> list[str]:
         "has been idle longest. Which costs less depends on where the server's processes "
         "run: a process that has just answered may still be running on its CPU (cheap to "
         "reach again) or may have just gone to sleep there (it must be woken up), and on a "
-        "virtual machine a wake-up across CPUs is costly.",
+        "virtual machine a wake-up across CPUs is costly. The scheduler tends to leave a "
+        "process that runs often on the CPU it last ran on, and to bring one that was idle "
+        "longer to the CPU that wakes it up: W2's notes give, for one thread, how often the "
+        "server process that answered had last run on the client's own CPU with each order.",
         f"Ours with ``{OTHER_ORDER}``, relative to ours with the default ``{default}``, in "
         "this run (above 1: the alternative takes longer per request in W1, or serves more "
         "requests per second in W2):",

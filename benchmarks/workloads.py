@@ -14,9 +14,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from time import perf_counter
+from typing import Any
 
 import psycopg
 
@@ -31,6 +33,7 @@ from .contenders import (
     OURS_BEGIN_ALWAYS,
     OURS_BEGIN_NEVER,
     OURS_OTHER,
+    SQL,
     Session,
 )
 from .server import Server, Target
@@ -393,6 +396,7 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
     size = settings.pool_size
     results: dict[str, list[_Concurrent]] = {}
     decided: list[str] = []
+    same_cpu: dict[str, float | None] = {}
     for threads in settings.threads:
         # One interleaving per thread count, so that no more connections are open at once
         # than one count needs (64 held connections and four pools).
@@ -407,6 +411,11 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
             label = f"W2 {threads} thread(s)"
             log(f"{label}: {len(blocks)} cells, {settings.w2_rounds} rounds")
             interleave(blocks, settings.w2_rounds, log, label)
+            if threads == 1:
+                for key in SAME_CPU_KEYS:
+                    checkouts = sessions[f"1/{key}"].checkouts()
+                    assert checkouts is not None
+                    same_cpu[key] = same_cpu_share(checkouts, SAME_CPU_SAMPLES)
         # (the sessions are closed: each pool of ours has said what it decided)
         decided.append(f"at {threads}, {'; '.join(map(decision_text, AUTO_DECISIONS))}")
     series = {name: [r.throughput for r in rounds] for name, rounds in results.items()}
@@ -456,12 +465,58 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
         f"in µs, by thread count: {'; '.join(waits)}. Requests pip-services4-postgres "
         f"refused: {', '.join(refused)}."
     )
+    if same_cpu and None not in same_cpu.values():
+        shares = ", ".join(
+            f"{CONTENDERS[key].label} {100 * share:.0f} %"
+            for key, share in same_cpu.items()
+            if share is not None
+        )
+        table.notes.append(
+            f"One thread, after the rounds ({SAME_CPU_SAMPLES} requests each, untimed): the "
+            "server process that answered had last run on the client's own CPU for "
+            f"{shares} of the requests. On the same CPU the answer needs no wake-up of "
+            "another CPU; see *Order of idle connections* below."
+        )
     table.notes.append(
         "``options.begin_with_statement`` = ``auto`` (the default) decided, in the pools of "
         "ours (the default idle order, then the other), by thread count (a trial times only "
         f"checkouts that are alone in their pool): {'. '.join(decided)}."
     )
     return table
+
+
+#: The pools whose server processes :func:`same_cpu_share` looks at, and how many requests.
+SAME_CPU_KEYS = ["psycopg_pool", OURS, OURS_OTHER]
+SAME_CPU_SAMPLES = 400
+
+
+def _last_cpu(stat: Path) -> int:
+    """The CPU a process or thread last ran on: field 39 of its ``/proc`` ``stat`` file."""
+    return int(stat.read_text().rsplit(")", 1)[1].split()[36])
+
+
+def same_cpu_share(
+    checkouts: Callable[[], AbstractContextManager[Any]], requests: int
+) -> float | None:
+    """The share of ``requests`` W2 requests whose server process last ran on our CPU.
+
+    Each request checks out, runs ``SELECT 1`` and, before it returns the connection, reads
+    which CPU its server process last ran on (it has just answered) and which CPU this
+    thread runs on (Linux ``/proc``). Untimed: reading the files costs more than a request.
+
+    :return: the share, 0 to 1; ``None`` where ``/proc`` cannot tell (not Linux).
+    """
+    own = Path("/proc/thread-self/stat")
+    same = 0
+    try:
+        for _ in range(requests):
+            with checkouts() as conn:
+                conn.execute(SQL).fetchone()
+                server = Path(f"/proc/{conn.info.backend_pid}/stat")
+                same += _last_cpu(server) == _last_cpu(own)
+    except (OSError, ValueError, IndexError):
+        return None
+    return same / requests
 
 
 def _pct(values: Sequence[float], q: float) -> float:
