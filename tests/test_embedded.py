@@ -170,13 +170,22 @@ time.sleep(60)  # killed long before; bounded all the same
 """
 
 
-def _watchdogs_of(pid: int) -> list[psutil.Process]:
-    """The watchdog processes that process ``pid`` started (alive, zombies left out)."""
+def _watchdogs_of(pid: int, data_dir: Path | str) -> list[psutil.Process]:
+    """The watchdogs that process ``pid`` started for ``data_dir`` (alive, zombies left out).
+
+    (The test session's own server, in the same process, has one too.)
+    """
     try:
         children = psutil.Process(pid).children()
     except psutil.NoSuchProcess:
         return []
-    return [c for c in children if _alive(c) and any("_watchdog" in a for a in _cmdline(c))]
+    found = []
+    for child in children:
+        command = _cmdline(child)
+        watchdog = command[1:2] and command[1].endswith("_watchdog.py")
+        if watchdog and str(data_dir) in command and _alive(child):
+            found.append(child)
+    return found
 
 
 def _port_refuses(port: int) -> bool:
@@ -216,7 +225,7 @@ def test_a_server_whose_owner_dies_is_stopped_and_its_directories_removed(
         assert line, owner.communicate(timeout=10)[1].decode(errors="replace")
         port, data_dir, pid, socket_dir = line.split()
         postmaster = psutil.Process(int(pid))
-        watchdogs = _watchdogs_of(owner.pid)
+        watchdogs = _watchdogs_of(owner.pid, data_dir)
         assert len(watchdogs) == 1, _describe(watchdogs)
         assert _alive(postmaster) and not _port_refuses(int(port))
         owner.send_signal(sig)
@@ -247,13 +256,14 @@ def test_a_server_whose_owner_dies_is_stopped_and_its_directories_removed(
 def test_stop_releases_the_watchdog_and_restart_keeps_it(tmp_path: Path) -> None:
     from pip_postgres.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres(data_dir=tmp_path / "data")
+    data_dir = tmp_path / "data"
+    server = EmbeddedPostgres(data_dir=data_dir)
     try:
         server.start()
-        watchdogs = _watchdogs_of(os.getpid())
+        watchdogs = _watchdogs_of(os.getpid(), data_dir)
         assert len(watchdogs) == 1, _describe(watchdogs)
         server.restart()
-        assert _watchdogs_of(os.getpid()) == watchdogs  # the same one, still watching
+        assert _watchdogs_of(os.getpid(), data_dir) == watchdogs  # the same one, still watching
     finally:
         server.stop()
     deadline = time.monotonic() + 10
@@ -265,6 +275,6 @@ def test_stop_releases_the_watchdog_and_restart_keeps_it(tmp_path: Path) -> None
     # restarted from a stopped server, it watches again
     server.start()
     try:
-        assert len(_watchdogs_of(os.getpid())) == 1
+        assert len(_watchdogs_of(os.getpid(), data_dir)) == 1
     finally:
         server.stop()
