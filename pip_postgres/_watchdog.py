@@ -11,6 +11,9 @@ told to remove. Without it, a test run killed by a CI timeout would leave its se
 its port taken and its data directory on disk.
 
 Usage: ``python _watchdog.py DATA_DIR REMOVE_DATA(0|1) [SOCKET_DIR]``.
+
+Being importable with the standard library alone, it is also the home of the process helpers
+that :mod:`pip_postgres.embedded` uses (:func:`pid_alive`, :func:`proc_stat`, :func:`exited`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def _postmaster(data_dir: Path) -> int | None:
         pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return None
-    if not _alive(pid):
+    if not pid_alive(pid):
         return None
     try:  # a pid file left by a killed server may name a pid that is now someone else's
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -46,19 +49,36 @@ def _postmaster(data_dir: Path) -> int | None:
     return pid if b"postgres" in command else None
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (an orphan nobody reaps yet).
+
+    :param pid: the process id.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    fields = proc_stat(pid)
+    return fields is None or not exited(fields)
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (Linux): state, ppid, pgrp...
+
+    :return: ``None`` where it cannot be read (no such process, or no ``/proc``).
+    """
+    try:  # "pid (comm) state ppid pgrp ..."
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+        return None
+    return fields or None
+
+
+def exited(fields: list[str]) -> bool:
+    """Whether a process whose ``/proc`` stat fields are ``fields`` is a zombie (or dead)."""
+    return fields[0] in ("Z", "X")
 
 
 def _stop(pid: int) -> None:
@@ -70,7 +90,7 @@ def _stop(pid: int) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 return
             time.sleep(_POLL_S)
 

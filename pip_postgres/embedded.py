@@ -43,6 +43,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pip_postgres._watchdog import exited, pid_alive, proc_stat
+
 __all__ = [
     "ENV_VAR",
     "SYSTEM_USER",
@@ -216,38 +218,6 @@ def _empty(directory: Path) -> None:
                 entry.unlink()
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (an orphan nobody reaps yet).
-
-    :param pid: the process id.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    fields = _proc_stat(pid)
-    return fields is None or not _exited(fields)
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name (Linux): state, ppid, pgrp...
-
-    :return: ``None`` where it cannot be read (no such process, or no ``/proc``).
-    """
-    try:  # "pid (comm) state ppid pgrp ..."
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields or None
-
-
-def _exited(fields: list[str]) -> bool:
-    """Whether a process whose ``/proc`` stat fields are ``fields`` is a zombie (or dead)."""
-    return fields[0] in ("Z", "X")
-
-
 def _kill_group(process: subprocess.Popen[Any]) -> None:
     """Kill the process group led by ``process`` (``SIGKILL``), and reap ``process``.
 
@@ -280,10 +250,10 @@ def _group_alive(pgid: int) -> bool:
     except OSError:  # no /proc (macOS): a member exists, zombie or not
         return True
     for pid in pids:
-        fields = _proc_stat(pid)  # state, ppid, pgrp, ...
+        fields = proc_stat(pid)  # state, ppid, pgrp, ...
         if fields is None or len(fields) <= 2 or fields[2] != str(pgid):
             continue  # not a member of the group
-        if not _exited(fields):
+        if not exited(fields):
             return True
     return False
 
@@ -919,7 +889,7 @@ class EmbeddedPostgres(_Server):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _pid_alive(pid):
+            while time.monotonic() < deadline and pid_alive(pid):
                 time.sleep(0.05)
         # a SIGKILLed postmaster leaves its pid file behind
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
@@ -933,7 +903,7 @@ class EmbeddedPostgres(_Server):
             pid = int(first)
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def _bootstrap(self) -> None:
         """Create (or update) the test role and database, as the superuser."""
