@@ -396,7 +396,7 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
     size = settings.pool_size
     results: dict[str, list[_Concurrent]] = {}
     decided: list[str] = []
-    same_cpu: dict[str, float | None] = {}
+    same_cpu: dict[str, float] = {}  # (left empty where /proc cannot tell)
     for threads in settings.threads:
         # One interleaving per thread count, so that no more connections are open at once
         # than one count needs (64 held connections and four pools).
@@ -412,10 +412,7 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
             log(f"{label}: {len(blocks)} cells, {settings.w2_rounds} rounds")
             interleave(blocks, settings.w2_rounds, log, label)
             if threads == 1:
-                for key in SAME_CPU_KEYS:
-                    checkouts = sessions[f"1/{key}"].checkouts()
-                    assert checkouts is not None
-                    same_cpu[key] = same_cpu_share(checkouts, SAME_CPU_SAMPLES)
+                same_cpu = same_cpu_shares(sessions)
         # (the sessions are closed: each pool of ours has said what it decided)
         decided.append(f"at {threads}, {'; '.join(map(decision_text, AUTO_DECISIONS))}")
     series = {name: [r.throughput for r in rounds] for name, rounds in results.items()}
@@ -465,11 +462,9 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
         f"in µs, by thread count: {'; '.join(waits)}. Requests pip-services4-postgres "
         f"refused: {', '.join(refused)}."
     )
-    if same_cpu and None not in same_cpu.values():
+    if same_cpu:
         shares = ", ".join(
-            f"{CONTENDERS[key].label} {100 * share:.0f} %"
-            for key, share in same_cpu.items()
-            if share is not None
+            f"{CONTENDERS[key].label} {100 * share:.0f} %" for key, share in same_cpu.items()
         )
         table.notes.append(
             f"One thread, after the rounds ({SAME_CPU_SAMPLES} requests each, untimed): the "
@@ -488,6 +483,23 @@ def w2(target: Target, settings: Settings, log: Log) -> Table:
 #: The pools whose server processes :func:`same_cpu_share` looks at, and how many requests.
 SAME_CPU_KEYS = ["psycopg_pool", OURS, OURS_OTHER]
 SAME_CPU_SAMPLES = 400
+
+
+def same_cpu_shares(sessions: dict[str, Session]) -> dict[str, float]:
+    """:func:`same_cpu_share` of each of :data:`SAME_CPU_KEYS` at one thread; empty where
+    ``/proc`` cannot tell.
+
+    :param sessions: W2's open sessions at one thread, by cell name (``1/<key>``).
+    """
+    shares = {}
+    for key in SAME_CPU_KEYS:
+        checkouts = sessions[f"1/{key}"].checkouts()
+        assert checkouts is not None
+        share = same_cpu_share(checkouts, SAME_CPU_SAMPLES)
+        if share is None:
+            return {}
+        shares[key] = share
+    return shares
 
 
 def _last_cpu(stat: Path) -> int:
