@@ -425,8 +425,9 @@ class EmbeddedPostgres(_Server):
     Use it as a context manager, or call :meth:`start` and :meth:`stop`; a server still running
     when the interpreter exits is stopped then. If the process dies without stopping it
     (``SIGTERM``, ``SIGKILL``, a crash), a watchdog process started with the server stops it
-    and removes its temporary directories (``pip_postgres/_watchdog.py``); only a server whose
-    owner dies while ``pg_ctl start`` is still under way may outlive it.
+    and removes its temporary directories (``pip_postgres/_watchdog.py``). It is started before
+    the server: if the owner dies while ``pg_ctl start`` is at work, a server that has written
+    its pid file is stopped, and one that has not cannot start in the removed directory.
 
     :param data_dir: the data directory (created and initialised if missing or empty, reused if
         it holds a cluster). Default: a new temporary directory, removed by :meth:`stop`.

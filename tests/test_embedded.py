@@ -278,3 +278,56 @@ def test_stop_releases_the_watchdog_and_restart_keeps_it(tmp_path: Path) -> None
         assert len(_watchdogs_of(os.getpid(), data_dir)) == 1
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("held_s", [0.0, 0.3], ids=["pg_ctl-just-started", "postmaster-forked"])
+def test_an_owner_killed_while_its_server_starts_leaves_nothing(
+    held_s: float, tmp_path: Path
+) -> None:
+    # pg_ctl start runs in a session of its own and outlives the owner: it is stopped
+    # (SIGSTOP) while the owner is killed and resumed after, so that the server comes up, if
+    # at all, after the watchdog has seen its owner go.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER],
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    pg_ctl: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not pg_ctl:
+            assert owner.poll() is None, "the owner exited before pg_ctl start ran"
+            assert time.monotonic() < deadline, "pg_ctl start never ran"
+            pg_ctl = [
+                process
+                for process in _processes_of(tmp)
+                if _cmdline(process)[:1] and _cmdline(process)[0].endswith("pg_ctl")
+            ]
+            time.sleep(0.002)
+        for process in pg_ctl:
+            process.suspend()
+        time.sleep(held_s)  # (with 0.3 s, the postmaster pg_ctl forked is on its way)
+        owner.kill()
+        owner.wait(10)
+        time.sleep(0.5)  # the watchdog sees the pipe close meanwhile
+        for process in pg_ctl:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.resume()
+        deadline = time.monotonic() + 45
+        while _processes_of(tmp) or any(tmp.iterdir()):
+            assert time.monotonic() < deadline, (
+                f"left: {_describe(_processes_of(tmp))}, {list(tmp.iterdir())}"
+            )
+            time.sleep(0.05)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)
+        for process in _processes_of(tmp):  # what a failure left behind
+            with contextlib.suppress(psutil.Error):
+                process.kill()
