@@ -13,7 +13,8 @@ its port taken and its data directory on disk.
 Usage: ``python _watchdog.py DATA_DIR REMOVE_DATA(0|1) [SOCKET_DIR]``.
 
 Being importable with the standard library alone, it is also the home of the process helpers
-that :mod:`pip_postgres.embedded` uses (:func:`pid_alive`, :func:`proc_stat`, :func:`exited`).
+that :mod:`pip_postgres.embedded` uses (:func:`postmaster_pid`, :func:`pid_alive`,
+:func:`proc_stat`, :func:`exited`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ KILL_WAIT_S = 5.0
 _POLL_S = 0.05
 
 
-def _postmaster(data_dir: Path) -> int | None:
+def postmaster_pid(data_dir: Path) -> int | None:
     """The pid in ``data_dir/postmaster.pid``, if that process exists and is a ``postgres``."""
     try:
         pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
@@ -102,7 +103,7 @@ def clean_up(data_dir: Path, remove_data: bool, socket_dir: Path | None) -> None
     :param remove_data: remove ``data_dir`` too (a temporary one).
     :param socket_dir: the server's private socket directory, removed; ``None``: none.
     """
-    pid = _postmaster(data_dir)
+    pid = postmaster_pid(data_dir)
     if pid is not None:
         _stop(pid)
     if remove_data:

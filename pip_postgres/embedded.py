@@ -43,7 +43,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pip_postgres._watchdog import exited, pid_alive, proc_stat
+from pip_postgres._watchdog import exited, pid_alive, postmaster_pid, proc_stat
 
 __all__ = [
     "ENV_VAR",
@@ -897,14 +897,7 @@ class EmbeddedPostgres(_Server):
 
     def _postmaster_pid(self) -> int | None:
         """The pid of the postmaster running on the data directory, if any."""
-        if self._data_dir is None:
-            return None
-        try:
-            first = (self._data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
-            pid = int(first)
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return None if self._data_dir is None else postmaster_pid(self._data_dir)
 
     def _bootstrap(self) -> None:
         """Create (or update) the test role and database, as the superuser."""
