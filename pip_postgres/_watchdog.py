@@ -13,8 +13,8 @@ its port taken and its data directory on disk.
 Usage: ``python _watchdog.py DATA_DIR REMOVE_DATA(0|1) [SOCKET_DIR]``.
 
 Being importable with the standard library alone, it is also the home of the process helpers
-that :mod:`pip_postgres.embedded` uses (:func:`postmaster_pid`, :func:`pid_alive`,
-:func:`proc_stat`, :func:`exited`).
+that :mod:`pip_postgres.embedded` uses (:func:`postmaster_pid`, :func:`signal_until_gone`,
+:func:`pid_alive`, :func:`proc_stat`, :func:`exited`).
 """
 
 from __future__ import annotations
@@ -82,9 +82,12 @@ def exited(fields: list[str]) -> bool:
     return fields[0] in ("Z", "X")
 
 
-def _stop(pid: int) -> None:
-    """Fast shutdown (``SIGINT``), then ``SIGKILL`` if the postmaster is still there."""
-    for sig, wait in ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGKILL, KILL_WAIT_S)):
+def signal_until_gone(pid: int, steps: Sequence[tuple[signal.Signals, float]]) -> None:
+    """Send process ``pid`` each signal of ``steps`` in turn until it is gone.
+
+    :param steps: (signal, the longest wait in seconds for the process to be gone after it).
+    """
+    for sig, wait in steps:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -104,8 +107,8 @@ def clean_up(data_dir: Path, remove_data: bool, socket_dir: Path | None) -> None
     :param socket_dir: the server's private socket directory, removed; ``None``: none.
     """
     pid = postmaster_pid(data_dir)
-    if pid is not None:
-        _stop(pid)
+    if pid is not None:  # fast shutdown, then SIGKILL
+        signal_until_gone(pid, ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGKILL, KILL_WAIT_S)))
     if remove_data:
         shutil.rmtree(data_dir, ignore_errors=True)
     if socket_dir is not None:

@@ -43,7 +43,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pip_postgres._watchdog import exited, pid_alive, postmaster_pid, proc_stat
+from pip_postgres._watchdog import exited, postmaster_pid, proc_stat, signal_until_gone
 
 __all__ = [
     "ENV_VAR",
@@ -66,6 +66,7 @@ _STOP_TIMEOUT_S = 30
 _LOG_TAIL_LINES = 40
 _LEFTOVERS_WAIT_S = 10
 _GROUP_EXIT_WAIT_S = 5  # for the processes of a killed command's group to exit
+_KILL_WAIT_S = 5  # for the postmaster to be gone after each signal of _kill()
 # what the server logs when a crashed server's files or processes are still around
 _LEFTOVERS = ("already exists", "is still in use")
 _SOCKET_PATH_MAX = 100  # sun_path is 104 (macOS) or 108 (Linux) bytes, with the final NUL
@@ -883,15 +884,10 @@ class EmbeddedPostgres(_Server):
 
     def _kill(self) -> None:
         """Stop the postmaster the hard way: SIGQUIT (immediate shutdown), then SIGKILL."""
-        for sig in (signal.SIGQUIT, signal.SIGKILL):
-            pid = self._postmaster_pid()
-            if pid is None:
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and pid_alive(pid):
-                time.sleep(0.05)
+        pid = self._postmaster_pid()
+        if pid is None:
+            return
+        signal_until_gone(pid, ((signal.SIGQUIT, _KILL_WAIT_S), (signal.SIGKILL, _KILL_WAIT_S)))
         # a SIGKILLed postmaster leaves its pid file behind
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
 
