@@ -152,7 +152,9 @@ def checks(
     for where in placements:
         key = where.key
         add("W3: ours ÷ psycopg_pool, time per checkout, at most 1.05", where,
-            results.ratio("W3", key, OURS, "psycopg_pool"), 1.05, True)  # fmt: skip
+            results.ratio("W3", key, OURS, "psycopg_pool"), 1.05, True,
+            _same("after a pause", results.ratio("W3", key, f"paused/{OURS}",
+                                                 "paused/psycopg_pool")))  # fmt: skip
         if not where.delay:
             for mode, limit in (("transactional", 1.15), ("autocommit", 1.25)):
                 add(
@@ -314,20 +316,22 @@ def _idle_order(results: Results, placements: Sequence[Placement]) -> list[str]:
 #: that chose it; the numbers above show whether this run agrees).
 DEFAULT_ORDER_REASON = (
     "where it was chosen (a 2-core virtual machine shared with other work: a noise of ±5 to "
-    "±45 % not pinned), the numbers did not make FIFO the better choice for a server on "
-    "another host. In latency mode, the placement that resembles one, FIFO's median W1 "
+    "±45 % not pinned), FIFO was not the better choice for a server on another host or on "
+    "CPUs of its own. With the server on other CPUs, FIFO's median W1 request was 2 to 6 % "
+    "slower in 3 comparisons of 4 (1 % faster in the fourth), and with one thread W2 served "
+    "0 to 7 % fewer requests per second in 3 runs of 4. In latency mode FIFO's median W1 "
     "request ranged from 4 % faster to 8 % slower, slower in 7 comparisons of 10 over five "
-    "runs. Not pinned, over loopback, FIFO served more requests per second in 13 W2 "
-    "comparisons of 16 (by up to 30 %), while its median W1 request was slower in half the "
-    "runs: there the client and the server share the machine's CPUs, and which server "
-    "process a checkout wakes up decides which CPU the client competes with, which a server "
-    "on its own host does not do. Pinned, LIFO was faster. Where your own runs show FIFO "
-    "faster, set ``options.idle_order`` to ``fifo``. What tips the balance is the "
-    "validation bypass: LIFO hands out the connection returned last, which is within "
-    "``options.validation_bypass`` (1 s) of its return as long as requests keep coming; "
-    "FIFO hands out the one idle longest, so a pool of 10 connections serving 5 requests "
-    "per second leaves each connection idle 2 s, and every checkout pays a validation "
-    "round trip, which over a network costs as much as a short query."
+    "runs. Pinned, LIFO was faster. Only not pinned, over loopback, did FIFO serve more "
+    "requests per second with one thread, in most runs by 20 to 30 %: there the scheduler "
+    "brings FIFO's server processes, idle longer, onto the client's CPU, where an answer "
+    "needs no wake-up of another CPU, and leaves LIFO's one busy server process on the "
+    "other CPU (W2's note measures it), which a server on another host does not share. "
+    "Where your own runs show FIFO faster, set ``options.idle_order`` to ``fifo``. LIFO "
+    "also keeps the validation bypass working: it hands out the connection returned last, "
+    "which is within ``options.validation_bypass`` (1 s) of its return as long as requests "
+    "keep coming; FIFO hands out the one idle longest, so a pool of 10 connections serving "
+    "5 requests per second leaves each connection idle 2 s, and every checkout pays a "
+    "validation round trip, which over a network costs as much as a short query."
 )
 
 
@@ -503,8 +507,10 @@ def page(
         "",
         _DEPLOYMENT_TEXT,
         "",
-        "W1 and W6 run in every placement, W2 and W3 in the two loopback ones (W3 makes no "
-        "round trip); W4, W5 and the memory measure run once, in the first placement "
+        "W1 and W6 run in every placement; W2 and A2 (asyncio) in the three over loopback "
+        "(through the proxy, their many threads would measure the proxy's), and so does W3, "
+        "which makes no round trip; P1 (persistence) in all but pinned; W4, W5 and the "
+        "memory measure run once, in the first placement "
         f"({placements[0].title if placements else 'none'}).",
         "",
         _heading("Targets", "-"),
@@ -558,10 +564,15 @@ def page(
 
 _PLACEMENT_TEXT = {
     "unpinned": "the operating system's scheduler places the benchmark and the server's "
-    "processes on any CPU, as it does for an application and a database on one machine. A "
-    "server process that answers often runs on another CPU than the client; waking it up "
-    "there costs a few µs on bare metal, tens of µs on a virtual machine, and depends on "
-    "where the scheduler happened to put it, so these numbers are the noisiest.",
+    "processes on any CPU, as it does for an application and a database on one machine. "
+    "Where it puts the server process that answers changes what a request costs: on the "
+    "client's own CPU, the answer costs a context switch; on another CPU, a wake-up of that "
+    "CPU, a few µs on bare metal and tens of µs on a virtual machine. Which one happens "
+    "depends on how a contender uses its connections (see *Order of idle connections*), so "
+    "these numbers are the noisiest and the most particular to the machine.",
+    "apart": "the benchmark runs on one CPU, every server process on the others, as with a "
+    "database on cores of its own: each answer comes from another CPU, woken up for it, and "
+    "the client's CPU serves the client only.",
     "pinned": "the benchmark and every server process share one CPU. A round trip then costs "
     "CPU time and two context switches, the same for every contender, with no wake-up of "
     "another CPU: the most stable numbers, and the best view of what each contender costs "
@@ -576,8 +587,11 @@ _PLACEMENT_TEXT = {
 _DEPLOYMENT_TEXT = (
     "A server on another host resembles the **latency mode** most: there, round trips "
     "dominate, and what differs between contenders is the number of round trips a request "
-    "makes and the client's CPU time. Of the two loopback placements, **not pinned** "
-    "resembles it: the server's processes run on other CPUs than the client, and wake up "
-    "when a request arrives, as they do on another host. **Pinned** shows the client's CPU "
-    "cost best, which is what a pool adds, but no server runs that way."
+    "makes and the client's CPU time. Over loopback, **server on other CPUs** resembles it: "
+    "the server's processes never run on the client's CPU and are woken up where they are "
+    "when a request arrives, as on another host. **Not pinned** is what an application and "
+    "a database sharing a machine get, and it can favour a contender for a reason a separate "
+    "server does not share: the scheduler may bring the server process onto the client's "
+    "CPU, where a round trip needs no wake-up of another CPU. **Pinned** shows the client's "
+    "CPU cost best, which is what a pool adds, but no server runs that way."
 )

@@ -101,12 +101,14 @@ ALL_CPUS: frozenset[int] = frozenset(
 class Placement:
     """Where the benchmark's processes run, and how far the server is."""
 
-    #: ``pinned``, ``unpinned`` or ``latency``.
+    #: ``unpinned``, ``apart``, ``pinned`` or ``latency``.
     key: str
     #: Its name in the report.
     title: str
-    #: Whether the benchmark and the server share one CPU.
-    pinned: bool
+    #: Which CPUs the processes may use: ``any`` (the scheduler chooses among all of them),
+    #: ``apart`` (the benchmark one CPU, the server's processes the others) or ``one`` (the
+    #: benchmark and the server one CPU, the same).
+    cpus: str = "any"
     #: The delay the latency proxy adds in each direction, in seconds; 0 for no proxy.
     delay: float = 0.0
 
@@ -116,13 +118,46 @@ def placements(delay: float) -> dict[str, Placement]:
     return {
         placement.key: placement
         for placement in (
-            Placement("unpinned", "not pinned", pinned=False),
-            Placement("pinned", "pinned to one CPU", pinned=True),
-            Placement(
-                "latency", f"latency mode, {delay * 1e6:.0f} µs each way", False, delay=delay
-            ),
+            Placement("unpinned", "not pinned"),
+            Placement("apart", "server on other CPUs", cpus="apart"),
+            Placement("pinned", "pinned to one CPU", cpus="one"),
+            Placement("latency", f"latency mode, {delay * 1e6:.0f} µs each way", delay=delay),
         )
     }
+
+
+def unavailable(placement: Placement) -> str | None:
+    """Why this machine cannot run ``placement``, or ``None`` if it can."""
+    if placement.cpus != "any" and not ALL_CPUS:
+        return "this system does not let a process choose its CPUs"
+    if placement.cpus == "apart" and len(ALL_CPUS) < 2:
+        return "it needs two CPUs, this process may use one"
+    return None
+
+
+def place(server: Server, placement: Placement) -> str:
+    """Run this process and the embedded server's processes as ``placement`` says.
+
+    Call it again after a restart (a new postmaster). Threads started later inherit the
+    setting; so do the server's new processes.
+
+    :return: a description of what was done, for the report.
+    :raises ValueError: the placement is :func:`unavailable` here.
+    """
+    reason = unavailable(placement)
+    if reason:
+        raise ValueError(f"placement {placement.key}: {reason}")
+    if placement.cpus == "one":
+        return pin(server, default_cpu())
+    if placement.cpus == "any":
+        return pin(server, None)
+    own = max(ALL_CPUS)
+    others = set(ALL_CPUS) - {own}
+    _affinity(server, {own}, others)
+    listed = ", ".join(map(str, sorted(others)))
+    if not server.is_embedded:
+        return f"the benchmark pinned to CPU {own}; the existing server not pinned"
+    return f"the benchmark pinned to CPU {own}, every server process to CPU {listed}"
 
 
 def pin(server: Server, cpu: int | None) -> str:
@@ -139,7 +174,17 @@ def pin(server: Server, cpu: int | None) -> str:
     if not ALL_CPUS:
         return "not pinned: this system does not let a process choose its CPUs"
     cpus = set(ALL_CPUS) if cpu is None else {cpu}
-    os.sched_setaffinity(0, cpus)
+    _affinity(server, cpus, cpus)
+    if cpu is None:
+        return "not pinned: the scheduler placed the client and the server processes"
+    if not server.is_embedded:
+        return f"the benchmark pinned to CPU {cpu}; the existing server not pinned"
+    return f"the benchmark and every server process pinned to CPU {cpu}"
+
+
+def _affinity(server: Server, own: set[int], theirs: set[int]) -> None:
+    """This process on the CPUs ``own``; the embedded server's processes on ``theirs``."""
+    os.sched_setaffinity(0, own)
     if server.is_embedded:
         import psutil
 
@@ -147,12 +192,7 @@ def pin(server: Server, cpu: int | None) -> str:
         postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
         for process in [postmaster, *postmaster.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):  # a process that just exited
-                process.cpu_affinity(sorted(cpus))
-    if cpu is None:
-        return "not pinned: the scheduler placed the client and the server processes"
-    if not server.is_embedded:
-        return f"the benchmark pinned to CPU {cpu}; the existing server not pinned"
-    return f"the benchmark and every server process pinned to CPU {cpu}"
+                process.cpu_affinity(sorted(theirs))
 
 
 def default_cpu() -> int | None:

@@ -303,22 +303,39 @@ def mode_cells(series: dict[str, list[float]], mode: str, key: str) -> list[str]
     ]
 
 
+#: W3's pause before each checkout of its second column, in seconds: the thread sleeps and its
+#: CPU idles meanwhile, as it does while a request waits for the server.
+W3_PAUSE = 100e-6
+
+
 def w3(target: Target, settings: Settings, log: Log) -> Table:
-    """W3: checkout + return with no query: the pool's own overhead."""
+    """W3: checkout + return with no query: the pool's own overhead, in a tight loop and
+    after a pause (:data:`W3_PAUSE`)."""
     keys = ["psycopg_pool", OURS, "published", "new"]
     cells = {key: (key, False) for key in keys}
     series = timed_cells(
         target, settings, log, "W3", cells, "checkout", _block, settings.w3_block,
         settings.w3_rounds,
     )  # fmt: skip
+    paused = timed_cells(
+        target, settings, log, "W3 after a pause", cells, "checkout",
+        _paused_block(settings.w3_block), settings.w3_block, settings.w3_rounds,
+    )  # fmt: skip
+    series.update({f"paused/{key}": values for key, values in paused.items()})
     table = Table(
         "W3",
         "W3: checkout + return, no query",
         "One thread checks a connection out and returns it, with no query: what the pool "
         "itself costs. For the psycopg_pool and ours, the ``with`` block as in W1 (nothing to "
         "commit: no round trip); for the published component ``putconn(getconn())``; without "
-        "a pool, ``psycopg.connect(conninfo).close()``. A held connection has no checkout.",
-        ["µs/checkout", "÷ ours"],
+        "a pool, ``psycopg.connect(conninfo).close()``. A held connection has no checkout. "
+        "First in a tight loop (the mean of a block); then each checkout timed on its own "
+        f"after the thread slept {fmt(W3_PAUSE * 1e6, 0)} µs, untimed (the median of a "
+        "block): a request's checkout and return come after its thread waited, for the "
+        "server or for work, and its CPU may have idled or run other processes meanwhile, "
+        "so that what the pool touches is no longer in the CPU's caches. The second figure "
+        "is the one a request pays (compare W1's pools with its held connection).",
+        ["µs/checkout", "÷ ours", "after a pause: µs/checkout", "÷ ours"],
         series=series,
     )
     for key in keys:
@@ -328,9 +345,44 @@ def w3(target: Target, settings: Settings, log: Log) -> Table:
                 CONTENDERS[key].label,
                 f"{fmt(stats.median(values), 2)} {fmt_spread(values)}",
                 ratio_cell(key, series, OURS),
+                *mode_cells(series, "paused", key),
             ]
         )
     return table
+
+
+def _paused_block(
+    block_seconds: float,
+) -> Callable[[Callable[[], None], int], Callable[[], float]]:
+    """W3's second column: a block of ``op`` timed call by call, each after a pause.
+
+    :param block_seconds: about how long a block lasts, pauses included.
+    :return: a block maker as :func:`timed_cells` takes it; its ``count`` (calls in a block
+        without pauses) is scaled down to the calls that fit with a pause each.
+    """
+    pauses = []
+    for _ in range(20):
+        start = perf_counter()
+        time.sleep(W3_PAUSE)
+        pauses.append(perf_counter() - start)
+    pause = stats.median(pauses)  # a sleep lasts longer than asked
+
+    def make(op: Callable[[], None], count: int) -> Callable[[], float]:
+        calls = max(5, round(block_seconds / (block_seconds / count + pause)))
+
+        def block() -> float:
+            gc.collect()
+            times = [0.0] * calls
+            for index in range(calls):
+                time.sleep(W3_PAUSE)
+                start = perf_counter()
+                op()
+                times[index] = perf_counter() - start
+            return stats.median(times)
+
+        return block
+
+    return make
 
 
 def _block(op: Callable[[], None], count: int) -> Callable[[], float]:
