@@ -435,6 +435,11 @@ def _parse_uri(uri: str, key: str) -> dict[str, str]:
         params = conninfo_to_dict(uri)
     except psycopg.Error as error:
         problem = redact_fragments(str(error).strip(), uri)
+    except UnicodeDecodeError:  # its bytes (the error's .object) may be the password's
+        problem = (
+            "a %-escape in it decodes to bytes that are not UTF-8 text: percent-encode the "
+            "UTF-8 bytes of each character (urllib.parse.quote(value, safe=''))"
+        )
     if problem is not None:
         raise _error(
             "BAD_URI",

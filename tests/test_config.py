@@ -407,6 +407,13 @@ def test_password_never_in_repr_str_or_uri_errors() -> None:
     assert secret not in str(error)
 
 
+def test_a_uri_whose_escapes_are_not_utf8_names_the_key_and_keeps_the_bytes_out() -> None:
+    error = error_of(connection__uri="postgresql://u:Secret%83xyz@h/db")
+    assert "connection.uri" in error.message and "not UTF-8" in error.message
+    assert "Secret" not in str(error) and "83" not in error.message
+    assert error.__context__ is None and error.__cause__ is None
+
+
 def test_config_is_frozen() -> None:
     config = parse(connection__host="h")
     with pytest.raises(dataclasses.FrozenInstanceError):
