@@ -20,11 +20,16 @@ A checkout that finds an idle connection, and a return of a clean one, do not go
 psycopg_pool's ``getconn()`` and ``putconn()``: they do what those do in that case (the same
 critical section, statistics and log lines) directly on psycopg_pool's queue, at a fraction of
 the cost of their layers (log calls made even when nothing is logged, a retry loop, a check
-callback this package does not use). Everything else (waiting, growing, a closed pool, a
-connection to discard) is psycopg_pool's own code. The direct path uses attributes that
-psycopg_pool does not document (:data:`~pip_postgres.checkout.DIRECT_PATH_ATTRIBUTES`, present
-from 3.2.2 to 3.3, the versions this package accepts); a pool that lacks one of them takes
-psycopg_pool's path for every checkout.
+callback this package does not use). A checkout that finds no idle connection takes its place
+in psycopg_pool's queue of waiting callers, as ``getconn()`` would (the pool grows as it would,
+and psycopg_pool's code hands it the next connection returned or made), but waits on a bare
+lock instead of a condition made for each wait (:class:`_Waiter`): with more threads than
+connections, that is most checkouts. Everything else (a queue bounded by ``max_waiting``, a
+closed pool, a connection to discard) is psycopg_pool's own code. The direct path uses
+attributes that psycopg_pool does not document
+(:data:`~pip_postgres.checkout.DIRECT_PATH_ATTRIBUTES`, present from 3.2.2 to 3.3, the
+versions this package accepts); a pool that lacks one of them takes psycopg_pool's path for
+every checkout.
 """
 
 from __future__ import annotations
@@ -265,6 +270,44 @@ class PooledConnection(CheckoutMarks, psycopg.Connection[TupleRow]):
         return checkout.connected(state, conn)
 
 
+class _Waiter:
+    """A place in psycopg_pool's queue of callers waiting for a connection (sync pool).
+
+    What psycopg_pool's ``WaitingClient`` is to its ``getconn()``, for the checkout of
+    :class:`PostgresPool`: psycopg_pool's code hands it a connection (:meth:`set`, under the
+    pool's lock, when a connection is returned or made) or an error (:meth:`fail`, when the
+    pool closes). It waits on a bare lock, released once, instead of a
+    :class:`threading.Condition` made for each wait; a caller that gives up decides so under
+    the pool's lock (:meth:`PostgresPool._leave_queue`), so that no connection is handed to
+    a caller that has left.
+    """
+
+    __slots__ = ("conn", "error", "ready")
+
+    def __init__(self) -> None:
+        self.conn: PooledConnection | None = None
+        self.error: BaseException | None = None
+        #: Held until a connection or an error is set.
+        self.ready = threading.Lock()
+        self.ready.acquire()
+
+    def set(self, conn: PooledConnection) -> bool:
+        """Hand the caller a connection; ``False`` if it has left (or already has one)."""
+        if self.conn is not None or self.error is not None:
+            return False
+        self.conn = conn
+        self.ready.release()
+        return True
+
+    def fail(self, error: BaseException) -> bool:
+        """Hand the caller an error; ``False`` if it has left (or already has an outcome)."""
+        if self.conn is not None or self.error is not None:
+            return False
+        self.error = error
+        self.ready.release()
+        return True
+
+
 class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
     """A :class:`psycopg_pool.ConnectionPool` with checkout validation and leak detection.
 
@@ -401,7 +444,11 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         wait = self.timeout if timeout is None else timeout
         start = monotonic()
         conn = self._take_idle(wait)
-        if conn is None:
+        if isinstance(conn, _Waiter):
+            conn = self._wait_for(conn, start, wait)
+            if self._ready(conn, monotonic()):
+                return conn
+        elif conn is None:
             try:
                 conn = super().getconn(wait)
             except PoolTimeout:
@@ -418,17 +465,75 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             vetted: PooledConnection = done.value
             return vetted
 
-    def _take_idle(self, timeout: float) -> PooledConnection | None:
-        """psycopg_pool's checkout of an idle connection, direct; ``None`` if there is none.
+    def _take_idle(self, timeout: float) -> PooledConnection | _Waiter | None:
+        """psycopg_pool's checkout of an idle connection, direct; else a place in its queue.
 
-        See :meth:`~pip_postgres.checkout.CheckoutPolicy._direct_take_allowed`.
+        See :meth:`~pip_postgres.checkout.CheckoutPolicy._direct_take_allowed`. With no idle
+        connection the caller queues as psycopg_pool's ``getconn()`` would have it (and the
+        pool grows if it may), but waits on a :class:`_Waiter`, which costs a fraction of
+        psycopg_pool's own; unless ``max_waiting`` bounds the queue, which psycopg_pool's
+        code enforces.
+
+        :return: the connection; a waiter already in the queue; ``None`` if the caller must
+            take psycopg_pool's path.
         """
-        if not (self._pool and self._direct_take_allowed(timeout)):
-            return None  # (no idle connection: the caller waits, in psycopg_pool's code)
+        if not self._direct_take_allowed(timeout):
+            return None
+        pool: Any = self
         with self._lock:
             conn = self._pop_idle()
-        taken: PooledConnection | None = None if conn is None else self._took(conn)
+            if conn is None:
+                if pool.max_waiting:
+                    return None
+                waiter = _Waiter()
+                pool._waiting.append(waiter)
+                pool._stats[pool._REQUESTS_QUEUED] += 1
+                pool._maybe_grow_pool()
+                return waiter
+        taken: PooledConnection = self._took(conn)
         return taken
+
+    def _wait_for(self, waiter: _Waiter, start: float, wait: float) -> PooledConnection:
+        """Wait until psycopg_pool hands ``waiter`` a connection (a return, a new connection).
+
+        :raises CheckoutTimeout: none came within ``wait`` seconds of ``start``.
+        :raises psycopg_pool.PoolClosed: the pool was closed meanwhile.
+        """
+        pool: Any = self
+        try:
+            handed = waiter.ready.acquire(timeout=max(start + wait - monotonic(), 0.0))
+        except BaseException:  # Ctrl-C: give back what came meanwhile, then let it through
+            self._leave_queue(waiter, None)
+            raise
+        finally:
+            pool._stats[pool._REQUESTS_WAIT_MS] += int(1000.0 * (monotonic() - start))
+        if not handed:
+            self._leave_queue(waiter, PoolTimeout())
+        if waiter.error is not None:
+            pool._stats[pool._REQUESTS_NUM] += 1  # (psycopg_pool counts failed requests too)
+            pool._stats[pool._REQUESTS_ERRORS] += 1
+            if isinstance(waiter.error, PoolTimeout):
+                raise self._timeout_error(wait, 0) from None
+            raise waiter.error
+        conn = waiter.conn
+        assert conn is not None
+        taken: PooledConnection = self._took(conn)
+        return taken
+
+    def _leave_queue(self, waiter: _Waiter, error: BaseException | None) -> None:
+        """A waiter gives up: out of the queue, unless a connection reached it first.
+
+        :param error: what it gave up with; ``None`` (an interruption): a connection that
+            reached it goes back to the pool.
+        """
+        with self._lock:
+            if waiter.conn is None and waiter.error is None:
+                waiter.error = error or PoolTimeout()
+                with contextlib.suppress(ValueError):
+                    cast(Any, self)._waiting.remove(waiter)
+                return
+        if error is None and waiter.conn is not None:
+            self._add_to_pool(waiter.conn)
 
     def _step(self, step: str, conn: Any, seconds: float) -> Any:
         """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""

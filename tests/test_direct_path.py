@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 
-from pip_postgres import AsyncPostgresConnection, PostgresConnection
+from pip_postgres import AsyncPostgresConnection, CheckoutTimeout, PostgresConnection
+from pip_postgres.pool import _Waiter
 
 from .conftest import Server, base_config
 
@@ -166,6 +169,147 @@ def test_psycopg_pools_path_when_the_direct_one_is_off(ours: PostgresConnection)
         k: (7 if k == "requests_num" else 0) for k in COUNTED
     }
     assert pool.get_stats()["connections_validated"] == 0  # the bypass window still applies
+
+
+# Waiting in the sync pool: our waiter in psycopg_pool's queue ------------------------------
+
+
+def _waits(pool: Any, before: dict[str, int], count: int = 1) -> None:
+    """Until ``count`` more callers are queued (bounded: 5 s)."""
+    for _ in range(500):
+        if _counted(pool)["requests_queued"] >= before["requests_queued"] + count:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("no caller queued within 5 s")
+
+
+def _one_connection(pg: Server, **options: Any) -> PostgresConnection:
+    component = PostgresConnection()
+    component.configure(_config(pg, 1) if not options else base_config(pg, **options))
+    component.open(None)
+    return component
+
+
+def test_a_caller_that_gives_up_waiting_leaves_the_queue(
+    pg: Server, theirs: ConnectionPool[Any]
+) -> None:
+    """Counted as psycopg_pool counts it; a later return does not go to the caller gone."""
+    component = _one_connection(pg)
+    try:
+        pool = _pool(component)
+        held = pool.getconn()
+        pid = held.info.backend_pid
+        before = _counted(pool)
+        with (
+            pytest.raises(CheckoutTimeout, match="max_pool_size=1"),
+            component.connection(timeout=0.2),
+        ):
+            pass
+        assert pool.get_stats().get("requests_waiting", 0) == 0
+        ours_counts = {k: v - before[k] for k, v in _counted(pool).items()}
+        pool.putconn(held)
+        assert _counted(pool)["pool_available"] == 1  # idle again, not lost to the caller gone
+        assert _pid_of_checkout(component) == pid
+
+        both = [theirs.getconn(), theirs.getconn()]
+        before = _counted(theirs)
+        with pytest.raises(PoolTimeout):
+            theirs.getconn(timeout=0.2)
+        theirs_counts = {k: v - before[k] for k, v in _counted(theirs).items()}
+        for conn in both:
+            theirs.putconn(conn)
+        assert ours_counts == theirs_counts
+        assert ours_counts["requests_errors"] == ours_counts["requests_queued"] == 1
+    finally:
+        component.close(None)
+
+
+def test_closing_the_pool_fails_a_waiting_caller_at_once(pg: Server) -> None:
+    component = _one_connection(pg)
+    pool = _pool(component)
+    held = pool.getconn()
+    outcome: list[BaseException | None] = []
+
+    def wait() -> None:
+        try:
+            pool.putconn(pool.getconn(timeout=30))
+            outcome.append(None)
+        except BaseException as error:  # the outcome is what is tested
+            outcome.append(error)
+
+    before = _counted(pool)
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    _waits(pool, before)
+    assert [type(w) for w in pool._waiting] == [_Waiter]  # this package's waiter, not theirs
+    started = time.monotonic()
+    pool.close(timeout=5)
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], PoolClosed)
+    assert time.monotonic() - started < 10  # not the 30 s of its timeout
+    held.close()
+    component.close(None)
+
+
+def test_a_waiting_caller_gets_the_connection_the_pool_grows_by(pg: Server) -> None:
+    component = _one_connection(pg, options__min_pool_size=1, options__max_pool_size=2)
+    try:
+        pool = _pool(component)
+        held = pool.getconn()
+        before = _counted(pool)
+        pid = _pid_of_checkout(component)  # queued, then handed the new connection
+        assert pid != held.info.backend_pid
+        assert _counted(pool)["requests_queued"] == before["requests_queued"] + 1
+        assert pool.get_stats()["pool_size"] == 2
+        pool.putconn(held)
+    finally:
+        component.close(None)
+
+
+def test_a_waiting_caller_interrupted_by_ctrl_c_leaves_the_queue(pg: Server) -> None:
+    component = _one_connection(pg)
+    try:
+        pool = _pool(component)
+        held = pool.getconn()
+        pid = held.info.backend_pid
+        before = _counted(pool)
+        main = threading.main_thread().ident
+        assert main is not None and threading.get_ident() == main
+
+        def interrupt() -> None:
+            _waits(pool, before)
+            threading.Event().wait(0.2)  # in the wait itself, past the queueing
+            signal.pthread_kill(main, signal.SIGINT)
+
+        interrupter = threading.Thread(target=interrupt, daemon=True)
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt), component.connection(timeout=20):
+            pass
+        interrupter.join(timeout=10)
+        assert pool.get_stats().get("requests_waiting", 0) == 0
+        pool.putconn(held)
+        assert _counted(pool)["pool_available"] == 1
+        assert _pid_of_checkout(component) == pid
+    finally:
+        component.close(None)
+
+
+def test_a_connection_that_reached_a_caller_who_left_goes_back_to_the_pool(
+    ours: PostgresConnection,
+) -> None:
+    """The race a Ctrl-C can lose: the connection came just as the caller gave up."""
+    pool = _pool(ours)
+    first, second = pool.getconn(), pool.getconn()
+    waiter = _Waiter()
+    with pool._lock:
+        pool._waiting.append(waiter)
+    pool.putconn(first)  # handed to the waiter, under the pool's lock
+    assert waiter.conn is first and _counted(pool)["pool_available"] == 0
+    pool._leave_queue(waiter, None)  # the caller was interrupted before it took it
+    assert _counted(pool)["pool_available"] == 1
+    assert waiter.fail(PoolClosed("late")) is False  # an outcome is set once
+    pool.putconn(second)
 
 
 # asyncio --------------------------------------------------------------------------------------
