@@ -58,6 +58,7 @@ DIRECT_PATH_ATTRIBUTES = (
     "_waiting",
     "_maybe_grow_pool",
     "max_waiting",
+    "run_task",
     "_closed",
     "_check",
     "_reset",

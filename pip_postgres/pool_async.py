@@ -4,8 +4,10 @@
 :class:`~pip_postgres.pool.PostgresPool` adds to a checkout: validation with a bypass window,
 replacement of connections past their lifetime, session reset, attribute restore, leak
 detection, a bounded :meth:`AsyncPostgresPool.shutdown`, and idle connections served last in,
-first out. The decisions are the sync pool's own (:mod:`pip_postgres.checkout`); only the
-waiting differs.
+first out. The decisions are the sync pool's own (:mod:`pip_postgres.checkout`); so is the
+direct path, with a task that finds no idle connection waiting in psycopg_pool's queue on a
+future (:class:`_AsyncWaiter`) rather than on psycopg_pool's condition and its
+:func:`asyncio.wait_for` task.
 
 A task cancelled while it holds a connection never leaves it dirty in the pool: psycopg
 cancels the running query on the server, and the return of the connection is shielded from
@@ -20,12 +22,13 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from psycopg import generators, pq, waiting
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.pool_async import ReturnConnection as _ReturnConnection
 
 from . import checkout
 from .begin import AsyncBeginAheadCursor
@@ -164,6 +167,45 @@ class AsyncPooledConnection(CheckoutMarks, psycopg.AsyncConnection[TupleRow]):
         return checkout.connected(state, conn)
 
 
+class _AsyncWaiter:
+    """A place in psycopg_pool's queue of tasks waiting for a connection (async pool).
+
+    As :class:`pip_postgres.pool._Waiter`, on a future: psycopg_pool's async pool hands it a
+    connection or an error with ``await set(...)``/``await fail(...)``, which decide without
+    awaiting anything. psycopg_pool's own waiter makes an :class:`asyncio.Condition` per wait,
+    and waits on it through :func:`asyncio.wait_for`, a task of its own.
+    """
+
+    __slots__ = ("conn", "error", "ready")
+
+    def __init__(self) -> None:
+        self.conn: AsyncPooledConnection | None = None
+        self.error: BaseException | None = None
+        #: Done once an outcome is set, or the wait timed out (:func:`_wake`).
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def set(self, conn: AsyncPooledConnection) -> bool:
+        """Hand the task a connection; ``False`` if it has left (or already has one)."""
+        if self.conn is not None or self.error is not None:
+            return False
+        self.conn = conn
+        _wake(self.ready)
+        return True
+
+    async def fail(self, error: BaseException) -> bool:
+        """Hand the task an error; ``False`` if it has left (or already has an outcome)."""
+        if self.conn is not None or self.error is not None:
+            return False
+        self.error = error
+        _wake(self.ready)
+        return True
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
 class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnection]):
     """A :class:`psycopg_pool.AsyncConnectionPool` with checkout validation and leak detection.
 
@@ -243,9 +285,12 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         """
         wait = self.timeout if timeout is None else timeout
         start = monotonic()
-        # (no coroutine made for the direct checkout when no connection is idle)
-        conn = await self._take_idle(wait) if self._pool else None
-        if conn is None:
+        conn = await self._take_idle(wait)
+        if isinstance(conn, _AsyncWaiter):
+            conn = await self._wait_for(conn, start, wait)
+            if self._ready(conn, monotonic()):
+                return conn
+        elif conn is None:
             try:
                 conn = await super().getconn(wait)
             except PoolTimeout:
@@ -262,19 +307,79 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             vetted: AsyncPooledConnection = done.value
             return vetted
 
-    async def _take_idle(self, timeout: float) -> AsyncPooledConnection | None:
-        """psycopg_pool's checkout of an idle connection, direct; ``None`` if there is none.
+    async def _take_idle(self, timeout: float) -> AsyncPooledConnection | _AsyncWaiter | None:
+        """psycopg_pool's checkout of an idle connection, direct; else a place in its queue.
 
-        As :meth:`pip_postgres.pool.PostgresPool._take_idle`. Nothing is awaited between
-        taking the connection and handing it out: a task cancelled while it waits for the lock
-        has taken nothing.
+        As :meth:`pip_postgres.pool.PostgresPool._take_idle`, with an :class:`_AsyncWaiter`.
+        Nothing is awaited between taking the connection (or queueing) and handing it out: a
+        task cancelled while it waits for the lock has taken nothing.
         """
-        if not (self._pool and self._direct_take_allowed(timeout)):
-            return None  # (no idle connection: the caller waits, in psycopg_pool's code)
+        if not self._direct_take_allowed(timeout):
+            return None
+        pool: Any = self
         async with self._lock:
             conn = self._pop_idle()
-        taken: AsyncPooledConnection | None = None if conn is None else self._took(conn)
+            if conn is None:
+                if pool.max_waiting:
+                    return None
+                waiter = _AsyncWaiter()
+                pool._waiting.append(waiter)
+                pool._stats[pool._REQUESTS_QUEUED] += 1
+                pool._maybe_grow_pool()
+                return waiter
+        taken: AsyncPooledConnection = self._took(conn)
         return taken
+
+    async def _wait_for(
+        self, waiter: _AsyncWaiter, start: float, wait: float
+    ) -> AsyncPooledConnection:
+        """Wait until psycopg_pool hands ``waiter`` a connection (a return, a new connection).
+
+        As :meth:`pip_postgres.pool.PostgresPool._wait_for`; a task cancelled meanwhile
+        leaves the queue, and a connection that reached it goes back to the pool.
+
+        :raises CheckoutTimeout: none came within ``wait`` seconds of ``start``.
+        :raises psycopg_pool.PoolClosed: the pool was closed meanwhile.
+        """
+        pool: Any = self
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(max(start + wait - monotonic(), 0.0), _wake, waiter.ready)
+        try:
+            await waiter.ready
+        except BaseException:  # cancelled
+            if not self._leave_queue(waiter, None) and waiter.conn is not None:
+                pool.run_task(_ReturnConnection(pool, waiter.conn, from_getconn=True))
+            raise
+        finally:
+            timer.cancel()
+            pool._stats[pool._REQUESTS_WAIT_MS] += int(1000.0 * (monotonic() - start))
+        self._leave_queue(waiter, PoolTimeout())  # (nothing if an outcome came)
+        if waiter.error is not None:
+            pool._stats[pool._REQUESTS_NUM] += 1  # (psycopg_pool counts failed requests too)
+            pool._stats[pool._REQUESTS_ERRORS] += 1
+            if isinstance(waiter.error, PoolTimeout):
+                raise self._timeout_error(wait, 0) from None
+            raise waiter.error
+        conn = waiter.conn
+        assert conn is not None
+        taken: AsyncPooledConnection = self._took(conn)
+        return taken
+
+    def _leave_queue(self, waiter: _AsyncWaiter, error: BaseException | None) -> bool:
+        """A waiter gives up, unless an outcome (a connection, an error) reached it first.
+
+        No lock: nothing is awaited here, and psycopg_pool hands outcomes without awaiting
+        between its check and its choice (:meth:`_AsyncWaiter.set`).
+
+        :return: whether it gave up (out of the queue, marked with ``error``, a timeout if
+            ``None``).
+        """
+        if waiter.conn is not None or waiter.error is not None:
+            return False
+        waiter.error = error or PoolTimeout()
+        with contextlib.suppress(ValueError):
+            cast(Any, self)._waiting.remove(waiter)
+        return True
 
     async def _step(self, step: str, conn: Any, seconds: float) -> Any:
         """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""

@@ -3,8 +3,11 @@
 An idle connection is taken from, and an idle one given back to, psycopg_pool's queue without
 going through psycopg_pool's ``getconn()``/``putconn()``. These tests hold the direct path to
 what psycopg_pool's own does in the same case: its statistics, its log lines, a caller waiting
-for the connection, a ``drain()``; and the way back to psycopg_pool's path when there is no
-idle connection. Each runs on a real psycopg_pool pool beside ours where they are compared.
+for the connection, a ``drain()``; the way back to psycopg_pool's path when the direct one
+is off. A caller that finds no idle connection waits in psycopg_pool's queue on a waiter of
+this package: the tests hold it to psycopg_pool's counts and to its outcomes (a timeout, a
+closed pool, a new connection, an interruption, a cancellation). Each runs on a real
+psycopg_pool pool beside ours where they are compared.
 """
 
 from __future__ import annotations
@@ -383,5 +386,122 @@ async def test_async_waiting_task_and_drain(pg: Server) -> None:
         await pool.putconn(conn)
         assert conn.closed
         assert await asyncio.wait_for(checkout(), 10) != pid
+    finally:
+        await component.close(None)
+
+
+async def _one_async_connection(pg: Server) -> AsyncPostgresConnection:
+    component = AsyncPostgresConnection()
+    component.configure(_config(pg, 1))
+    await asyncio.wait_for(component.open(None), 30)
+    return component
+
+
+async def _async_waits(pool: Any, before: dict[str, int]) -> None:
+    """Until one more task is queued (bounded: 5 s)."""
+    for _ in range(500):
+        if _counted(pool)["requests_queued"] > before["requests_queued"]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no task queued within 5 s")
+
+
+@pytest.mark.anyio
+async def test_async_task_that_gives_up_waiting_leaves_the_queue(pg: Server) -> None:
+    component = await _one_async_connection(pg)
+    theirs: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        pg.conninfo(), min_size=1, max_size=1, name="theirs-async", open=False
+    )
+    await theirs.open(wait=True, timeout=30)
+    try:
+        pool: Any = component.get_connection()
+        held = await pool.getconn()
+        pid = held.info.backend_pid
+        before = _counted(pool)
+        with pytest.raises(CheckoutTimeout, match="max_pool_size=1"):
+            await asyncio.wait_for(pool.getconn(timeout=0.2), 10)
+        assert pool.get_stats().get("requests_waiting", 0) == 0
+        ours_counts = {k: v - before[k] for k, v in _counted(pool).items()}
+        await pool.putconn(held)
+        assert _counted(pool)["pool_available"] == 1  # idle again, not lost to the task gone
+        again = await pool.getconn()
+        assert again.info.backend_pid == pid
+        await pool.putconn(again)
+
+        theirs_held = await theirs.getconn()
+        before = _counted(theirs)
+        with pytest.raises(PoolTimeout):
+            await asyncio.wait_for(theirs.getconn(timeout=0.2), 10)
+        theirs_counts = {k: v - before[k] for k, v in _counted(theirs).items()}
+        await theirs.putconn(theirs_held)
+        assert ours_counts == theirs_counts
+        assert ours_counts["requests_errors"] == ours_counts["requests_queued"] == 1
+    finally:
+        await component.close(None)
+        await theirs.close()
+
+
+@pytest.mark.anyio
+async def test_async_closing_the_pool_fails_a_waiting_task_at_once(pg: Server) -> None:
+    component = await _one_async_connection(pg)
+    pool: Any = component.get_connection()
+    held = await pool.getconn()
+    before = _counted(pool)
+    waiter = asyncio.ensure_future(pool.getconn(timeout=30))
+    await _async_waits(pool, before)
+    assert [type(w).__name__ for w in pool._waiting] == ["_AsyncWaiter"]
+    started = asyncio.get_running_loop().time()
+    await pool.close(timeout=5)
+    with pytest.raises(PoolClosed):
+        await asyncio.wait_for(waiter, 10)
+    assert asyncio.get_running_loop().time() - started < 10  # not the 30 s of its timeout
+    await held.close()
+    await component.close(None)
+
+
+@pytest.mark.anyio
+async def test_async_waiting_task_cancelled_leaves_the_queue(pg: Server) -> None:
+    component = await _one_async_connection(pg)
+    try:
+        pool: Any = component.get_connection()
+        held = await pool.getconn()
+        pid = held.info.backend_pid
+        before = _counted(pool)
+        waiter = asyncio.ensure_future(pool.getconn(timeout=30))
+        await _async_waits(pool, before)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert pool.get_stats().get("requests_waiting", 0) == 0
+        await pool.putconn(held)
+        assert _counted(pool)["pool_available"] == 1
+        again = await asyncio.wait_for(pool.getconn(), 10)
+        assert again.info.backend_pid == pid
+        await pool.putconn(again)
+    finally:
+        await component.close(None)
+
+
+@pytest.mark.anyio
+async def test_async_connection_handed_to_a_task_being_cancelled_goes_back(pg: Server) -> None:
+    """The race a cancellation can lose: the connection came as the task was cancelled."""
+    component = await _one_async_connection(pg)
+    try:
+        pool: Any = component.get_connection()
+        held = await pool.getconn()
+        before = _counted(pool)
+        waiter = asyncio.ensure_future(pool.getconn(timeout=30))
+        await _async_waits(pool, before)
+        waiter.cancel()  # delivered at the task's next step...
+        await pool.putconn(held)  # ...after the connection reached its waiter
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        for _ in range(500):  # given back by psycopg_pool's worker, as its own waiters' are
+            if _counted(pool)["pool_available"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert _counted(pool)["pool_available"] == 1
+        again = await asyncio.wait_for(pool.getconn(), 10)
+        await pool.putconn(again)
     finally:
         await component.close(None)
