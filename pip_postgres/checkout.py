@@ -369,6 +369,7 @@ def socket_has_news(fd: int, poller: Callable[[], int] | None = None) -> bool:
 
 
 _M = TypeVar("_M", bound=CheckoutMarks)
+_W = TypeVar("_W")
 
 
 def connect_failed(
@@ -713,6 +714,44 @@ class CheckoutPolicy:
             _POOL_LOGGER.info("connection given by %r", pool.name)
         conn._pool = pool  # psycopg's ``with conn:`` then knows it is a pool's
         return conn
+
+    def _queued(self, waiter: _W) -> _W | None:
+        """Put ``waiter`` in psycopg_pool's queue as its ``getconn()`` would; the pool grows.
+
+        Call it in the pool's lock, when no connection is idle.
+
+        :return: the waiter; ``None`` if ``max_waiting`` bounds the queue, which psycopg_pool's
+            own ``getconn()`` then enforces.
+        """
+        pool: Any = self
+        if pool.max_waiting:
+            return None
+        pool._waiting.append(waiter)
+        pool._stats[pool._REQUESTS_QUEUED] += 1
+        pool._maybe_grow_pool()
+        return waiter
+
+    def _waited(self, waiter: Any, wait: float) -> Any:
+        """The outcome of a wait in psycopg_pool's queue, for both pools' waiters (no I/O).
+
+        Counted as psycopg_pool's ``getconn()`` counts it: a failed request is a request
+        and an error.
+
+        :param waiter: a waiter that has an outcome (``conn`` or ``error``), or that left.
+        :param wait: the checkout's timeout, for the error's message.
+        :return: the connection it was handed, stamped as taken (:meth:`_took`).
+        :raises CheckoutTimeout: it timed out.
+        :raises BaseException: the error it was handed (:class:`psycopg_pool.PoolClosed`).
+        """
+        pool: Any = self
+        if waiter.error is not None:
+            pool._stats[pool._REQUESTS_NUM] += 1
+            pool._stats[pool._REQUESTS_ERRORS] += 1
+            if isinstance(waiter.error, PoolTimeout):
+                raise self._timeout_error(wait, 0) from None
+            raise waiter.error
+        assert waiter.conn is not None
+        return self._took(waiter.conn)
 
     def _direct_return_allowed(self, conn: Any, now: float) -> bool:
         """Whether a connection given back may go straight to psycopg_pool's queue (or waiter).

@@ -293,17 +293,16 @@ class _Waiter:
 
     def set(self, conn: PooledConnection) -> bool:
         """Hand the caller a connection; ``False`` if it has left (or already has one)."""
-        if self.conn is not None or self.error is not None:
-            return False
-        self.conn = conn
-        self.ready.release()
-        return True
+        return self._settle(conn, None)
 
     def fail(self, error: BaseException) -> bool:
         """Hand the caller an error; ``False`` if it has left (or already has an outcome)."""
+        return self._settle(None, error)
+
+    def _settle(self, conn: PooledConnection | None, error: BaseException | None) -> bool:
         if self.conn is not None or self.error is not None:
             return False
-        self.error = error
+        self.conn, self.error = conn, error
         self.ready.release()
         return True
 
@@ -479,17 +478,10 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         """
         if not self._direct_take_allowed(timeout):
             return None
-        pool: Any = self
         with self._lock:
             conn = self._pop_idle()
             if conn is None:
-                if pool.max_waiting:
-                    return None
-                waiter = _Waiter()
-                pool._waiting.append(waiter)
-                pool._stats[pool._REQUESTS_QUEUED] += 1
-                pool._maybe_grow_pool()
-                return waiter
+                return self._queued(_Waiter())
         taken: PooledConnection = self._took(conn)
         return taken
 
@@ -509,15 +501,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             pool._stats[pool._REQUESTS_WAIT_MS] += int(1000.0 * (monotonic() - start))
         if not handed:
             self._leave_queue(waiter, PoolTimeout())
-        if waiter.error is not None:
-            pool._stats[pool._REQUESTS_NUM] += 1  # (psycopg_pool counts failed requests too)
-            pool._stats[pool._REQUESTS_ERRORS] += 1
-            if isinstance(waiter.error, PoolTimeout):
-                raise self._timeout_error(wait, 0) from None
-            raise waiter.error
-        conn = waiter.conn
-        assert conn is not None
-        taken: PooledConnection = self._took(conn)
+        taken: PooledConnection = self._waited(waiter, wait)
         return taken
 
     def _leave_queue(self, waiter: _Waiter, error: BaseException | None) -> None:

@@ -186,17 +186,16 @@ class _AsyncWaiter:
 
     async def set(self, conn: AsyncPooledConnection) -> bool:
         """Hand the task a connection; ``False`` if it has left (or already has one)."""
-        if self.conn is not None or self.error is not None:
-            return False
-        self.conn = conn
-        _wake(self.ready)
-        return True
+        return self._settle(conn, None)
 
     async def fail(self, error: BaseException) -> bool:
         """Hand the task an error; ``False`` if it has left (or already has an outcome)."""
+        return self._settle(None, error)
+
+    def _settle(self, conn: AsyncPooledConnection | None, error: BaseException | None) -> bool:
         if self.conn is not None or self.error is not None:
             return False
-        self.error = error
+        self.conn, self.error = conn, error
         _wake(self.ready)
         return True
 
@@ -316,17 +315,10 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         """
         if not self._direct_take_allowed(timeout):
             return None
-        pool: Any = self
         async with self._lock:
             conn = self._pop_idle()
             if conn is None:
-                if pool.max_waiting:
-                    return None
-                waiter = _AsyncWaiter()
-                pool._waiting.append(waiter)
-                pool._stats[pool._REQUESTS_QUEUED] += 1
-                pool._maybe_grow_pool()
-                return waiter
+                return self._queued(_AsyncWaiter())
         taken: AsyncPooledConnection = self._took(conn)
         return taken
 
@@ -354,15 +346,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             timer.cancel()
             pool._stats[pool._REQUESTS_WAIT_MS] += int(1000.0 * (monotonic() - start))
         self._leave_queue(waiter, PoolTimeout())  # (nothing if an outcome came)
-        if waiter.error is not None:
-            pool._stats[pool._REQUESTS_NUM] += 1  # (psycopg_pool counts failed requests too)
-            pool._stats[pool._REQUESTS_ERRORS] += 1
-            if isinstance(waiter.error, PoolTimeout):
-                raise self._timeout_error(wait, 0) from None
-            raise waiter.error
-        conn = waiter.conn
-        assert conn is not None
-        taken: AsyncPooledConnection = self._took(conn)
+        taken: AsyncPooledConnection = self._waited(waiter, wait)
         return taken
 
     def _leave_queue(self, waiter: _AsyncWaiter, error: BaseException | None) -> bool:

@@ -406,6 +406,15 @@ async def _async_waits(pool: Any, before: dict[str, int]) -> None:
     raise AssertionError("no task queued within 5 s")
 
 
+async def _held_and_queued(pool: Any) -> tuple[Any, asyncio.Future[Any]]:
+    """The pool's one connection held, and a checkout (timeout 30 s) queued behind it."""
+    held = await pool.getconn()
+    before = _counted(pool)
+    waiter = asyncio.ensure_future(pool.getconn(timeout=30))
+    await _async_waits(pool, before)
+    return held, waiter
+
+
 @pytest.mark.anyio
 async def test_async_task_that_gives_up_waiting_leaves_the_queue(pg: Server) -> None:
     component = await _one_async_connection(pg)
@@ -445,10 +454,7 @@ async def test_async_task_that_gives_up_waiting_leaves_the_queue(pg: Server) -> 
 async def test_async_closing_the_pool_fails_a_waiting_task_at_once(pg: Server) -> None:
     component = await _one_async_connection(pg)
     pool: Any = component.get_connection()
-    held = await pool.getconn()
-    before = _counted(pool)
-    waiter = asyncio.ensure_future(pool.getconn(timeout=30))
-    await _async_waits(pool, before)
+    held, waiter = await _held_and_queued(pool)
     assert [type(w).__name__ for w in pool._waiting] == ["_AsyncWaiter"]
     started = asyncio.get_running_loop().time()
     await pool.close(timeout=5)
@@ -460,48 +466,30 @@ async def test_async_closing_the_pool_fails_a_waiting_task_at_once(pg: Server) -
 
 
 @pytest.mark.anyio
-async def test_async_waiting_task_cancelled_leaves_the_queue(pg: Server) -> None:
+@pytest.mark.parametrize("handed", [False, True], ids=["waiting", "handed-then-cancelled"])
+async def test_async_waiting_task_cancelled_leaves_the_queue(pg: Server, handed: bool) -> None:
+    """``handed``: the race a cancellation can lose, the connection came as it was delivered;
+    the connection goes back through psycopg_pool's worker, as its own waiters' do."""
     component = await _one_async_connection(pg)
     try:
         pool: Any = component.get_connection()
-        held = await pool.getconn()
+        held, waiter = await _held_and_queued(pool)
         pid = held.info.backend_pid
-        before = _counted(pool)
-        waiter = asyncio.ensure_future(pool.getconn(timeout=30))
-        await _async_waits(pool, before)
-        waiter.cancel()
+        waiter.cancel()  # delivered at the task's next step...
+        if handed:
+            await pool.putconn(held)  # ...after the connection reached its waiter
         with pytest.raises(asyncio.CancelledError):
             await waiter
         assert pool.get_stats().get("requests_waiting", 0) == 0
-        await pool.putconn(held)
-        assert _counted(pool)["pool_available"] == 1
-        again = await asyncio.wait_for(pool.getconn(), 10)
-        assert again.info.backend_pid == pid
-        await pool.putconn(again)
-    finally:
-        await component.close(None)
-
-
-@pytest.mark.anyio
-async def test_async_connection_handed_to_a_task_being_cancelled_goes_back(pg: Server) -> None:
-    """The race a cancellation can lose: the connection came as the task was cancelled."""
-    component = await _one_async_connection(pg)
-    try:
-        pool: Any = component.get_connection()
-        held = await pool.getconn()
-        before = _counted(pool)
-        waiter = asyncio.ensure_future(pool.getconn(timeout=30))
-        await _async_waits(pool, before)
-        waiter.cancel()  # delivered at the task's next step...
-        await pool.putconn(held)  # ...after the connection reached its waiter
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-        for _ in range(500):  # given back by psycopg_pool's worker, as its own waiters' are
+        if not handed:
+            await pool.putconn(held)
+        for _ in range(500):
             if _counted(pool)["pool_available"] == 1:
                 break
             await asyncio.sleep(0.01)
         assert _counted(pool)["pool_available"] == 1
         again = await asyncio.wait_for(pool.getconn(), 10)
+        assert again.info.backend_pid == pid
         await pool.putconn(again)
     finally:
         await component.close(None)
