@@ -151,7 +151,8 @@ def place(server: Server, placement: Placement) -> str:
         return pin(server, default_cpu())
     if placement.cpus == "any":
         return pin(server, None)
-    own = max(ALL_CPUS)
+    own = default_cpu()
+    assert own is not None  # (not unavailable(): this process may choose its CPUs)
     others = set(ALL_CPUS) - {own}
     _affinity(server, {own}, others)
     listed = ", ".join(map(str, sorted(others)))
