@@ -139,12 +139,17 @@ def time_block(op: Callable[[], None], count: int) -> float:
     return (perf_counter() - start) / count
 
 
-def median_block(op: Callable[[], None], count: int) -> float:
-    """The median time of one call of ``op``, over ``count`` calls timed one by one."""
+def median_block(op: Callable[[], None], count: int, pause: float = 0.0) -> float:
+    """The median time of one call of ``op``, over ``count`` calls timed one by one.
+
+    :param pause: seconds to sleep before each call, untimed; default none.
+    """
     gc.collect()
     times = [0.0] * count
     clock = perf_counter
     for index in range(count):
+        if pause:
+            time.sleep(pause)
         start = clock()
         op()
         times[index] = clock() - start
@@ -360,27 +365,11 @@ def _paused_block(
     :return: a block maker as :func:`timed_cells` takes it; its ``count`` (calls in a block
         without pauses) is scaled down to the calls that fit with a pause each.
     """
-    pauses = []
-    for _ in range(20):
-        start = perf_counter()
-        time.sleep(W3_PAUSE)
-        pauses.append(perf_counter() - start)
-    pause = stats.median(pauses)  # a sleep lasts longer than asked
+    pause = median_block(lambda: time.sleep(W3_PAUSE), 20)  # a sleep lasts longer than asked
 
     def make(op: Callable[[], None], count: int) -> Callable[[], float]:
         calls = max(5, round(block_seconds / (block_seconds / count + pause)))
-
-        def block() -> float:
-            gc.collect()
-            times = [0.0] * calls
-            for index in range(calls):
-                time.sleep(W3_PAUSE)
-                start = perf_counter()
-                op()
-                times[index] = perf_counter() - start
-            return stats.median(times)
-
-        return block
+        return lambda: median_block(op, calls, W3_PAUSE)
 
     return make
 
