@@ -17,6 +17,7 @@ class that both pools inherit keep each decision in one home at a lower cost (se
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import select
@@ -730,6 +731,24 @@ class CheckoutPolicy:
         pool._stats[pool._REQUESTS_QUEUED] += 1
         pool._maybe_grow_pool()
         return waiter
+
+    def _give_up(self, waiter: Any, error: BaseException | None) -> bool:
+        """A waiter leaves psycopg_pool's queue, unless an outcome reached it first.
+
+        For both pools' waiters; the outcome is a connection or an error. Call it in the
+        pool's lock (sync pool), or without awaiting between the check and the choice (async
+        pool: psycopg_pool hands outcomes without awaiting between its check and its choice).
+
+        :param error: what it gives up with; ``None`` (an interruption) marks it with a
+            timeout, so that nothing is handed to it afterwards.
+        :return: whether it gave up; ``False`` if an outcome came first.
+        """
+        if waiter.conn is not None or waiter.error is not None:
+            return False
+        waiter.error = error or PoolTimeout()
+        with contextlib.suppress(ValueError):
+            cast(Any, self)._waiting.remove(waiter)
+        return True
 
     def _waited(self, waiter: Any, wait: float) -> Any:
         """The outcome of a wait in psycopg_pool's queue, for both pools' waiters (no I/O).

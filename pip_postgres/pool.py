@@ -511,10 +511,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             reached it goes back to the pool.
         """
         with self._lock:
-            if waiter.conn is None and waiter.error is None:
-                waiter.error = error or PoolTimeout()
-                with contextlib.suppress(ValueError):
-                    cast(Any, self)._waiting.remove(waiter)
+            if self._give_up(waiter, error):
                 return
         if error is None and waiter.conn is not None:
             self._add_to_pool(waiter.conn)

@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import generators, pq, waiting
@@ -339,31 +339,15 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         try:
             await waiter.ready
         except BaseException:  # cancelled
-            if not self._leave_queue(waiter, None) and waiter.conn is not None:
+            if not self._give_up(waiter, None) and waiter.conn is not None:
                 pool.run_task(_ReturnConnection(pool, waiter.conn, from_getconn=True))
             raise
         finally:
             timer.cancel()
             pool._stats[pool._REQUESTS_WAIT_MS] += int(1000.0 * (monotonic() - start))
-        self._leave_queue(waiter, PoolTimeout())  # (nothing if an outcome came)
+        self._give_up(waiter, PoolTimeout())  # (nothing if an outcome came)
         taken: AsyncPooledConnection = self._waited(waiter, wait)
         return taken
-
-    def _leave_queue(self, waiter: _AsyncWaiter, error: BaseException | None) -> bool:
-        """A waiter gives up, unless an outcome (a connection, an error) reached it first.
-
-        No lock: nothing is awaited here, and psycopg_pool hands outcomes without awaiting
-        between its check and its choice (:meth:`_AsyncWaiter.set`).
-
-        :return: whether it gave up (out of the queue, marked with ``error``, a timeout if
-            ``None``).
-        """
-        if waiter.conn is not None or waiter.error is not None:
-            return False
-        waiter.error = error or PoolTimeout()
-        with contextlib.suppress(ValueError):
-            cast(Any, self)._waiting.remove(waiter)
-        return True
 
     async def _step(self, step: str, conn: Any, seconds: float) -> Any:
         """Do one step of a checkout's I/O: see :data:`pip_postgres.checkout.Step`."""
