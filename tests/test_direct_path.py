@@ -272,6 +272,9 @@ def test_a_waiting_caller_gets_the_connection_the_pool_grows_by(pg: Server) -> N
 
 def test_a_waiting_caller_interrupted_by_ctrl_c_leaves_the_queue(pg: Server) -> None:
     component = _one_connection(pg)
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal, even where the tests were started
+    # with SIGINT ignored (a shell's background job, nohup's children inherit it).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         pool = _pool(component)
         held = pool.getconn()
@@ -295,6 +298,7 @@ def test_a_waiting_caller_interrupted_by_ctrl_c_leaves_the_queue(pg: Server) -> 
         assert _counted(pool)["pool_available"] == 1
         assert _pid_of_checkout(component) == pid
     finally:
+        signal.signal(signal.SIGINT, previous)
         component.close(None)
 
 

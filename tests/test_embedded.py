@@ -16,11 +16,14 @@ import psutil
 import pytest
 
 _CHILD = """\
+import signal
 import sys
 from pathlib import Path
 
 from pip_postgres.embedded import EmbeddedPostgres
 
+# Ctrl-C raises KeyboardInterrupt even where the tests run with SIGINT ignored (a background job)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 # the data directory given, or a new temporary one (under TMPDIR)
 with EmbeddedPostgres(data_dir=Path(sys.argv[1]) if sys.argv[1:] else None):
     pass
