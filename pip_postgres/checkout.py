@@ -772,6 +772,19 @@ class CheckoutPolicy:
         assert waiter.conn is not None
         return self._took(waiter.conn)
 
+    def _interrupted(self, error: BaseException, errors: tuple[type[BaseException], ...]) -> None:
+        """Count a wait in psycopg_pool's queue that an interruption ended, as it counts one.
+
+        A request; and an error if ``error`` is one of ``errors``, what its pool's
+        ``getconn()`` counts as one (``Exception``; the async pool's, also
+        ``asyncio.CancelledError``): a thread's Ctrl-C is a request, a task's cancellation
+        a request and an error.
+        """
+        pool: Any = self
+        pool._stats[pool._REQUESTS_NUM] += 1
+        if isinstance(error, errors):
+            pool._stats[pool._REQUESTS_ERRORS] += 1
+
     def _direct_return_allowed(self, conn: Any, now: float) -> bool:
         """Whether a connection given back may go straight to psycopg_pool's queue (or waiter).
 

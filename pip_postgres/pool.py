@@ -494,8 +494,9 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         pool: Any = self
         try:
             handed = waiter.ready.acquire(timeout=max(start + wait - monotonic(), 0.0))
-        except BaseException:  # Ctrl-C: give back what came meanwhile, then let it through
+        except BaseException as error:  # Ctrl-C: give back what came meanwhile, let it through
             self._leave_queue(waiter, None)
+            self._interrupted(error, (Exception,))
             raise
         finally:
             pool._stats[pool._REQUESTS_WAIT_MS] += int(1000.0 * (monotonic() - start))

@@ -338,9 +338,10 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         timer = loop.call_later(max(start + wait - monotonic(), 0.0), _wake, waiter.ready)
         try:
             await waiter.ready
-        except BaseException:  # cancelled
+        except BaseException as error:  # cancelled
             if not self._give_up(waiter, None) and waiter.conn is not None:
                 pool.run_task(_ReturnConnection(pool, waiter.conn, from_getconn=True))
+            self._interrupted(error, (Exception, asyncio.CancelledError))
             raise
         finally:
             timer.cancel()

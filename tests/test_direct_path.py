@@ -294,6 +294,11 @@ def test_a_waiting_caller_interrupted_by_ctrl_c_leaves_the_queue(pg: Server) -> 
             pass
         interrupter.join(timeout=10)
         assert pool.get_stats().get("requests_waiting", 0) == 0
+        # counted as psycopg_pool counts it: a request, not an error (not an Exception)
+        counts = {k: v - before[k] for k, v in _counted(pool).items()}
+        assert (counts["requests_num"], counts["requests_queued"], counts["requests_errors"]) == (
+            1, 1, 0,
+        )  # fmt: skip
         pool.putconn(held)
         assert _counted(pool)["pool_available"] == 1
         assert _pid_of_checkout(component) == pid
@@ -469,31 +474,57 @@ async def test_async_closing_the_pool_fails_a_waiting_task_at_once(pg: Server) -
     await component.close(None)
 
 
+async def _cancelled_while_waiting(pool: Any, handed: bool) -> dict[str, int]:
+    """A task queued behind the pool's one connection is cancelled; what it counted.
+
+    And how many tasks were still in the pool's queue right after the cancellation.
+
+    ``handed``: the race a cancellation can lose, the connection came as it was delivered.
+    Afterwards the connection is idle again (bounded wait: 5 s) and checked out once more.
+    """
+    before = _counted(pool)
+    held, waiter = await _held_and_queued(pool)
+    pid = held.info.backend_pid
+    waiter.cancel()  # delivered at the task's next step...
+    if handed:
+        await pool.putconn(held)  # ...after the connection reached its waiter
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    waiting = pool.get_stats().get("requests_waiting", 0)
+    if not handed:
+        await pool.putconn(held)
+    for _ in range(500):
+        if _counted(pool)["pool_available"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    counts = {k: v - before[k] for k, v in _counted(pool).items() if k != "pool_available"}
+    counts["waiting_after_the_cancellation"] = waiting
+    assert _counted(pool)["pool_available"] == 1
+    again = await asyncio.wait_for(pool.getconn(), 10)
+    assert again.info.backend_pid == pid
+    await pool.putconn(again)
+    return counts
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("handed", [False, True], ids=["waiting", "handed-then-cancelled"])
 async def test_async_waiting_task_cancelled_leaves_the_queue(pg: Server, handed: bool) -> None:
-    """``handed``: the race a cancellation can lose, the connection came as it was delivered;
-    the connection goes back through psycopg_pool's worker, as its own waiters' do."""
+    """No connection lost, counted as psycopg_pool counts its own (a request and an error); a
+    connection that reached it goes back through psycopg_pool's worker, as its own waiters'."""
     component = await _one_async_connection(pg)
+    theirs: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        pg.conninfo(), min_size=1, max_size=1, name="theirs-async", open=False
+    )
+    await theirs.open(wait=True, timeout=30)
     try:
-        pool: Any = component.get_connection()
-        held, waiter = await _held_and_queued(pool)
-        pid = held.info.backend_pid
-        waiter.cancel()  # delivered at the task's next step...
-        if handed:
-            await pool.putconn(held)  # ...after the connection reached its waiter
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-        assert pool.get_stats().get("requests_waiting", 0) == 0
-        if not handed:
-            await pool.putconn(held)
-        for _ in range(500):
-            if _counted(pool)["pool_available"] == 1:
-                break
-            await asyncio.sleep(0.01)
-        assert _counted(pool)["pool_available"] == 1
-        again = await asyncio.wait_for(pool.getconn(), 10)
-        assert again.info.backend_pid == pid
-        await pool.putconn(again)
+        ours_counts = await _cancelled_while_waiting(component.get_connection(), handed)
+        theirs_counts = await _cancelled_while_waiting(theirs, handed)
+        # psycopg_pool leaves its cancelled waiter queued until a return skips it; ours left
+        assert ours_counts.pop("waiting_after_the_cancellation") == 0
+        theirs_counts.pop("waiting_after_the_cancellation")
+        assert ours_counts == theirs_counts
+        # the held connection's checkout and the cancelled one; the cancelled one is an error
+        assert (ours_counts["requests_num"], ours_counts["requests_errors"]) == (2, 1)
     finally:
         await component.close(None)
+        await theirs.close()
