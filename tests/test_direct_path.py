@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import signal
 import threading
 import time
@@ -324,6 +325,91 @@ def test_a_connection_that_reached_a_caller_who_left_goes_back_to_the_pool(
     pool.putconn(second)
 
 
+# Storms: many callers on two connections, waiting, giving up, cancelled ---------------------
+
+#: A storm's timeouts, in seconds, each checkout drawing one: most short ones expire while
+#: the caller waits, the long one does not.
+STORM_TIMEOUTS = (0.0005, 0.005, 10.0)
+#: A storm's bound, in seconds: its callers stop starting checkouts after it.
+STORM_SECONDS = 60.0
+
+
+class _Holders:
+    """Which connection each holder has: one handed to two holders at once is recorded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, object] = {}
+        self.twice: list[object] = []
+
+    def take(self, conn: object) -> None:
+        with self._lock:
+            if id(conn) in self._held:
+                self.twice.append(conn)
+            self._held[id(conn)] = conn
+
+    def give(self, conn: object) -> None:
+        with self._lock:
+            del self._held[id(conn)]
+
+
+def _left_nothing(pool: Any, size: int) -> None:
+    """Nothing queued or checked out, every connection idle (bounded wait: 10 s, for the
+    pool to replace a connection closed in the middle of a query)."""
+    for _ in range(1000):
+        stats = pool.get_stats()
+        if stats.get("pool_available") == stats.get("pool_size") == size:
+            break
+        time.sleep(0.01)
+    stats = pool.get_stats()
+    assert (stats.get("pool_available"), stats.get("pool_size")) == (size, size)
+    assert stats.get("requests_waiting", 0) == 0
+    assert not pool._waiting and not pool._in_use
+
+
+def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(pg: Server) -> None:
+    """12 threads, 40 checkouts each, on 2 connections: most wait, many give up."""
+    component = _one_connection(pg, options__min_pool_size=2, options__max_pool_size=2)
+    try:
+        pool = _pool(component)
+        before = _counted(pool)
+        holders = _Holders()
+        outcomes: list[str] = []
+        stop_at = time.monotonic() + STORM_SECONDS
+
+        def work(seed: int) -> None:
+            draw = random.Random(seed)
+            for _ in range(40):
+                if time.monotonic() > stop_at:
+                    return
+                try:
+                    with component.connection(timeout=draw.choice(STORM_TIMEOUTS)) as conn:
+                        holders.take(conn)
+                        if draw.random() < 0.2:
+                            assert conn.execute("SELECT 1").fetchone() == (1,)
+                        time.sleep(draw.random() * 0.002)
+                        holders.give(conn)
+                except CheckoutTimeout:
+                    outcomes.append("timeout")
+                else:
+                    outcomes.append("ok")
+
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=STORM_SECONDS + 30)
+        assert not any(thread.is_alive() for thread in threads)
+        assert holders.twice == []
+        assert len(outcomes) == 12 * 40 and {"ok", "timeout"} <= set(outcomes)
+        counts = {k: v - before[k] for k, v in _counted(pool).items()}
+        assert counts["requests_num"] == len(outcomes)
+        assert counts["requests_errors"] == outcomes.count("timeout")
+        _left_nothing(pool, 2)
+    finally:
+        component.close(None)
+
+
 # asyncio --------------------------------------------------------------------------------------
 
 
@@ -528,3 +614,66 @@ async def test_async_waiting_task_cancelled_leaves_the_queue(pg: Server, handed:
     finally:
         await component.close(None)
         await theirs.close()
+
+
+@pytest.mark.anyio
+async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(pg: Server) -> None:
+    """24 tasks, 30 checkouts each, on 2 connections: most wait, many give up, and many are
+    cancelled (waiting, or holding the connection, maybe in the middle of a query)."""
+    component = AsyncPostgresConnection()
+    component.configure(_config(pg, 2))
+    await asyncio.wait_for(component.open(None), 30)
+    try:
+        pool: Any = component.get_connection()
+        before = _counted(pool)
+        holders = _Holders()
+        outcomes: list[str] = []
+        stop_at = time.monotonic() + STORM_SECONDS
+
+        async def one(draw: random.Random, got: list[bool]) -> None:
+            async with component.connection(timeout=draw.choice(STORM_TIMEOUTS)) as conn:
+                got.append(True)
+                holders.take(conn)
+                try:
+                    if draw.random() < 0.2:
+                        assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+                    await asyncio.sleep(draw.random() * 0.002)
+                finally:
+                    holders.give(conn)
+
+        async def work(seed: int) -> None:
+            draw = random.Random(seed)
+            for _ in range(30):
+                if time.monotonic() > stop_at:
+                    return
+                got: list[bool] = []
+                try:
+                    await asyncio.wait_for(one(draw, got), draw.choice((0.001, 0.01, 10.0)))
+                except CheckoutTimeout:
+                    outcomes.append("timeout")
+                except asyncio.TimeoutError:
+                    outcomes.append("cancelled holding" if got else "cancelled waiting")
+                else:
+                    outcomes.append("ok")
+
+        await asyncio.wait_for(
+            asyncio.gather(*(work(seed) for seed in range(24))), STORM_SECONDS + 30
+        )
+        assert holders.twice == []
+        assert len(outcomes) == 24 * 30
+        assert {"ok", "timeout", "cancelled waiting", "cancelled holding"} <= set(outcomes)
+        counts = {k: v - before[k] for k, v in _counted(pool).items()}
+        # every checkout is a request; psycopg_pool counts a timeout and a cancelled wait
+        # as an error
+        assert counts["requests_num"] == len(outcomes)
+        assert counts["requests_errors"] == sum(
+            outcome in ("timeout", "cancelled waiting") for outcome in outcomes
+        )
+        for _ in range(1000):  # the connections given back by psycopg_pool's worker
+            stats = pool.get_stats()
+            if stats.get("pool_available") == stats.get("pool_size") == 2:
+                break
+            await asyncio.sleep(0.01)
+        _left_nothing(pool, 2)
+    finally:
+        await component.close(None)
