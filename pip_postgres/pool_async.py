@@ -315,10 +315,18 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         """
         if not self._direct_take_allowed(timeout):
             return None
-        async with self._lock:
+        lock = self._lock
+        try:
+            await lock.acquire()
+        except BaseException as error:  # cancelled while psycopg_pool's code held the lock
+            self._interrupted(error, ())  # a request, as psycopg_pool's getconn() counts it
+            raise
+        try:
             conn = self._pop_idle()
             if conn is None:
                 return self._queued(_AsyncWaiter())
+        finally:
+            lock.release()
         taken: AsyncPooledConnection = self._took(conn)
         return taken
 
@@ -414,9 +422,24 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
                 raise
         if self._direct_return_allowed(conn, conn.returned_at):
             self._returning()
-            await self._add_to_pool(conn)
+            await self._hand_back(conn)
         else:
             await super().putconn(conn)
+
+    async def _hand_back(self, conn: AsyncPooledConnection) -> None:
+        """psycopg_pool's ``_add_to_pool()`` (to a waiter, or idle), safe from a cancellation.
+
+        It awaits psycopg_pool's lock, which psycopg_pool's own waiters (``max_waiting`` set)
+        make it hold across an await: a task cancelled there has handed the connection
+        neither to a waiter nor to the idle queue, and psycopg_pool's ``putconn()`` would lose
+        it. Here psycopg_pool's worker hands it back instead.
+        """
+        try:
+            await self._add_to_pool(conn)
+        except BaseException:
+            pool: Any = self
+            pool.run_task(_ReturnConnection(pool, conn, from_getconn=False))
+            raise
 
     async def _restore(self, conn: AsyncPooledConnection) -> None:
         status = conn.pgconn.transaction_status

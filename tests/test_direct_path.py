@@ -325,6 +325,42 @@ def test_a_connection_that_reached_a_caller_who_left_goes_back_to_the_pool(
     pool.putconn(second)
 
 
+@pytest.mark.anyio
+async def test_async_task_cancelled_waiting_for_the_pools_lock_loses_nothing(pg: Server) -> None:
+    """psycopg_pool's own waiters (``max_waiting`` set) make its code hold the pool's lock
+    across an await: a checkout cancelled there has taken nothing, and is counted as
+    psycopg_pool counts it (a request); a return cancelled there still hands the connection
+    back (psycopg_pool's ``putconn()`` would lose it)."""
+    component = await _one_async_connection(pg)
+    try:
+        pool: Any = component.get_connection()
+        held = await pool.getconn()
+        pid = held.info.backend_pid
+        for name, call in (("checkout", pool.getconn), ("return", lambda: pool.putconn(held))):
+            before = _counted(pool)
+            async with pool._lock:  # as psycopg_pool's _add_to_pool() awaiting its waiter
+                task = asyncio.ensure_future(call())
+                await asyncio.sleep(0.05)
+                assert not task.done()  # waiting for the lock
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            counts = {k: v - before[k] for k, v in _counted(pool).items()}
+            if name == "checkout":
+                assert (counts["requests_num"], counts["requests_errors"]) == (1, 0)
+                assert counts["requests_queued"] == counts["pool_available"] == 0
+                assert not pool._waiting
+        for _ in range(500):  # given back by psycopg_pool's worker
+            if _counted(pool)["pool_available"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        again = await asyncio.wait_for(pool.getconn(timeout=5), 10)
+        assert again.info.backend_pid == pid
+        await pool.putconn(again)
+    finally:
+        await component.close(None)
+
+
 # Storms: many callers on two connections, waiting, giving up, cancelled ---------------------
 
 #: A storm's timeouts, in seconds, each checkout drawing one: most short ones expire while
@@ -367,9 +403,21 @@ def _left_nothing(pool: Any, size: int) -> None:
     assert not pool._waiting and not pool._in_use
 
 
-def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(pg: Server) -> None:
+#: The two ways a checkout waits: on the pool's own waiter, and (``max_waiting`` set) in
+#: psycopg_pool's ``getconn()``.
+STORM_PATHS = pytest.mark.parametrize(
+    "max_waiting", [0, 1000], ids=["own-waiter", "psycopg_pool-getconn"]
+)
+
+
+@STORM_PATHS
+def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(
+    pg: Server, max_waiting: int
+) -> None:
     """12 threads, 40 checkouts each, on 2 connections: most wait, many give up."""
-    component = _one_connection(pg, options__min_pool_size=2, options__max_pool_size=2)
+    component = _one_connection(
+        pg, options__min_pool_size=2, options__max_pool_size=2, options__max_waiting=max_waiting
+    )
     try:
         pool = _pool(component)
         before = _counted(pool)
@@ -617,11 +665,21 @@ async def test_async_waiting_task_cancelled_leaves_the_queue(pg: Server, handed:
 
 
 @pytest.mark.anyio
-async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(pg: Server) -> None:
+@STORM_PATHS
+async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(
+    pg: Server, max_waiting: int
+) -> None:
     """24 tasks, 30 checkouts each, on 2 connections: most wait, many give up, and many are
     cancelled (waiting, or holding the connection, maybe in the middle of a query)."""
     component = AsyncPostgresConnection()
-    component.configure(_config(pg, 2))
+    component.configure(
+        base_config(
+            pg,
+            options__min_pool_size=2,
+            options__max_pool_size=2,
+            options__max_waiting=max_waiting,
+        )
+    )
     await asyncio.wait_for(component.open(None), 30)
     try:
         pool: Any = component.get_connection()
@@ -663,12 +721,15 @@ async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(pg
         assert len(outcomes) == 24 * 30
         assert {"ok", "timeout", "cancelled waiting", "cancelled holding"} <= set(outcomes)
         counts = {k: v - before[k] for k, v in _counted(pool).items()}
-        # every checkout is a request; psycopg_pool counts a timeout and a cancelled wait
-        # as an error
+        # Every checkout is a request; psycopg_pool counts a timeout and a cancelled wait as an
+        # error, but not a task cancelled while it waits for the pool's lock, which only its
+        # own waiters make other tasks do (their hand-over awaits under the lock).
         assert counts["requests_num"] == len(outcomes)
-        assert counts["requests_errors"] == sum(
-            outcome in ("timeout", "cancelled waiting") for outcome in outcomes
-        )
+        errors = outcomes.count("timeout") + outcomes.count("cancelled waiting")
+        if max_waiting:
+            assert outcomes.count("timeout") <= counts["requests_errors"] <= errors
+        else:
+            assert counts["requests_errors"] == errors
         for _ in range(1000):  # the connections given back by psycopg_pool's worker
             stats = pool.get_stats()
             if stats.get("pool_available") == stats.get("pool_size") == 2:
