@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Coroutine, Sized
+from collections.abc import AsyncIterator, Coroutine, Sized
+from contextlib import asynccontextmanager
 from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -61,12 +62,14 @@ RETRIAL_PERIOD = 300.0
 
 #: The undocumented psycopg methods this uses, checked once: on the connection classes
 #: (``_pipeline_nolock``: a pipeline for a connection whose lock is held;
-#: ``_get_tx_start_command``: its ``BEGIN``) and the cursor classes (``_execute_gen``). It
-#: also reads two instance attributes: a connection's ``_pipeline`` and a pipeline's
+#: ``_get_tx_start_command``: its ``BEGIN``), the cursor classes (``_execute_gen``) and the
+#: async pipeline (``_enter_gen``: what entering it does, see :class:`_PipelineEnteredAtOnce`).
+#: It also reads two instance attributes: a connection's ``_pipeline`` and a pipeline's
 #: ``result_queue`` (what each command sent will answer).
 PSYCOPG_ATTRIBUTES = {
     "connection": ("_pipeline_nolock", "_get_tx_start_command"),
     "cursor": ("_execute_gen",),
+    "async pipeline": ("_enter_gen",),
 }
 
 _IDLE = pq.TransactionStatus.IDLE
@@ -80,6 +83,7 @@ def supported() -> bool:
     classes = {
         "connection": (psycopg.Connection, psycopg.AsyncConnection),
         "cursor": (psycopg.Cursor, psycopg.AsyncCursor),
+        "async pipeline": (psycopg.AsyncPipeline,),
     }
     return psycopg.Pipeline.is_supported() and all(
         hasattr(cls, name)
@@ -343,12 +347,41 @@ class AsyncBeginAheadCursor(psycopg.AsyncCursor[TupleRow]):
                 if not _still_idle(conn):  # another task began meanwhile
                     await conn.wait(running)
                     return self
-                async with conn._pipeline_nolock() as pipeline:
+                async with _pipeline_entered_at_once(conn) as pipeline:
                     _send_begin(conn, pipeline)
                     await conn.wait(running)
         except _NO_TRACEBACK as error:
             raise error.with_traceback(None)  # noqa: B904
         return self
+
+
+class _PipelineEnteredAtOnce(psycopg.AsyncPipeline):
+    """An async pipeline entered without an await: the pipeline that carries ``BEGIN``.
+
+    psycopg's enters through ``conn.wait()``, which yields to a busy event loop (a
+    ``sleep(0)``) even when nothing is to wait for, after libpq entered pipeline mode: a task
+    cancelled there left the pipeline half entered, and ``conn._pipeline_nolock()`` raised an
+    ``AssertionError`` in place of the cancellation. A new pipeline's entry sends nothing.
+    """
+
+    async def __aenter__(self) -> Self:
+        for _ in self._enter_gen():  # a new pipeline: libpq enters pipeline mode, no I/O
+            raise psycopg.InterfaceError("entering a new pipeline waited for the server")
+        return self
+
+
+@asynccontextmanager
+async def _pipeline_entered_at_once(conn: Any) -> AsyncIterator[psycopg.AsyncPipeline]:
+    """``conn._pipeline_nolock()``, with a :class:`_PipelineEnteredAtOnce`.
+
+    The caller holds the connection's lock, and the connection has no pipeline open.
+    """
+    pipeline = conn._pipeline = _PipelineEnteredAtOnce(conn, _no_lock=True)
+    try:
+        async with pipeline:
+            yield pipeline
+    finally:
+        conn._pipeline = None
 
 
 def _still_idle(conn: Any) -> bool:

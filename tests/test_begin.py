@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import errors, pq, sql, waiting
 
 from pip_postgres import AsyncPostgresConnection, PostgresConnection
 from pip_postgres.begin import (
@@ -420,3 +420,47 @@ async def test_async_results_and_errors_are_psycopgs_own(pg: Server) -> None:
     ours, theirs = await outcomes("always"), await outcomes("never")
     assert ours == theirs
     assert ("DivisionByZero", "22012") in ours
+
+
+@pytest.mark.anyio
+async def test_async_task_cancelled_as_begin_enters_its_pipeline_gets_its_cancellation(
+    pg: Server,
+) -> None:
+    """psycopg's wait yields to a busy event loop (``sleep(0)``) even when what it waits for
+    is done: entering the pipeline that carries ``BEGIN`` must not leave it half entered for
+    a task cancelled there (psycopg's own context manager then raised ``AssertionError``)."""
+    busy = getattr(waiting, "MAX_BUSY_TIME", None)
+    if busy is None:
+        pytest.skip("this psycopg's wait never yields when nothing is to wait for")
+    component = AsyncPostgresConnection()
+    component.configure(
+        base_config(pg, options__begin_with_statement="always", options__max_pool_size=1)
+    )
+    await asyncio.wait_for(component.open(None), 30)
+    try:
+
+        async def query() -> None:
+            async with component.connection(timeout=10) as conn:
+                await conn.execute("SELECT 1")
+
+        pid = await _async_backend_pid(component)
+        time.sleep(2 * busy)  # the event loop busy, as under load: psycopg's next wait yields
+        task = asyncio.ensure_future(query())
+        await asyncio.sleep(0)  # the task runs to its first await: that yield, in the entry
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        # the connection came back usable, out of any pipeline or transaction
+        assert await _async_backend_pid(component) == pid
+        async with component.connection(timeout=10) as conn:
+            assert conn._pipeline is None
+            cursor = await conn.execute("SELECT 2")
+            assert await cursor.fetchone() == (2,)
+    finally:
+        await component.close(None)
+
+
+async def _async_backend_pid(component: AsyncPostgresConnection) -> int:
+    async with component.connection(timeout=10) as conn:
+        assert conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
+        return conn.info.backend_pid
