@@ -13,21 +13,24 @@ psycopg_pool pool beside ours where they are compared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 
 from pip_postgres import AsyncPostgresConnection, CheckoutTimeout, PostgresConnection
 from pip_postgres.pool import _Waiter
 
-from .conftest import Server, base_config
+from .conftest import Server, admin_query, base_config
 
 #: psycopg_pool's statistics that a checkout and a return of an idle connection change.
 COUNTED = ("requests_num", "requests_queued", "requests_errors", "returns_bad", "pool_available")
@@ -410,14 +413,82 @@ STORM_PATHS = pytest.mark.parametrize(
 )
 
 
-@STORM_PATHS
-def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(
-    pg: Server, max_waiting: int
-) -> None:
-    """12 threads, 40 checkouts each, on 2 connections: most wait, many give up."""
-    component = _one_connection(
-        pg, options__min_pool_size=2, options__max_pool_size=2, options__max_waiting=max_waiting
+@contextlib.contextmanager
+def _terminating(pg: Server, application_name: str, on: bool) -> Iterator[list[int]]:
+    """While in it (if ``on``), the server terminates the sessions of ``application_name``
+    every 20 ms (at most 500 times), from a thread of its own.
+
+    On the way out, it waits (at most 5 s) until the sessions it terminated have exited: a
+    pool sees a termination at checkout, but not one the server has not carried out yet.
+
+    :return: (as the ``with`` target) the process ids of the sessions terminated so far.
+    """
+    terminated: list[int] = []
+    if not on:
+        yield terminated
+        return
+    stop = threading.Event()
+
+    def terminate() -> None:
+        with psycopg.connect(pg.superuser_conninfo(), autocommit=True) as admin:
+            for _ in range(500):
+                if stop.wait(0.02):
+                    return
+                cursor = admin.execute(  # (in the select list: only for the rows chosen)
+                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s",
+                    (application_name,),
+                )
+                terminated.extend(pid for (pid, done) in cursor.fetchall() if done)
+
+    thread = threading.Thread(target=terminate, daemon=True)
+    thread.start()
+    try:
+        yield terminated
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        for _ in range(500):
+            if not admin_query(
+                pg, "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (terminated,)
+            ):
+                break
+            time.sleep(0.01)
+
+
+#: Whether the server terminates the storm's sessions meanwhile: see :func:`_terminating`.
+STORM_SERVER = pytest.mark.parametrize(
+    "terminating", [False, True], ids=["calm", "sessions-terminated"]
+)
+
+
+def _storm_config(pg: Server, max_waiting: int, application_name: str) -> Any:
+    return base_config(
+        pg,
+        options__min_pool_size=2,
+        options__max_pool_size=2,
+        options__max_waiting=max_waiting,
+        options__application_name=application_name,
     )
+
+
+def _storm_survived(outcomes: list[str], terminated: list[int], terminating: bool) -> None:
+    """A failed query is a terminated session's (one was terminated, in the right storm)."""
+    assert ("broken" in outcomes) <= terminating
+    assert bool(terminated) == terminating
+
+
+@STORM_PATHS
+@STORM_SERVER
+def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(
+    pg: Server, max_waiting: int, terminating: bool
+) -> None:
+    """12 threads, 40 checkouts each, on 2 connections: most wait, many give up; in one storm
+    the server terminates the sessions meanwhile, and the pool replaces them."""
+    component = PostgresConnection()
+    name = f"storm-{uuid.uuid4().hex[:8]}"
+    component.configure(_storm_config(pg, max_waiting, name))
+    component.open(None)
     try:
         pool = _pool(component)
         before = _counted(pool)
@@ -433,27 +504,35 @@ def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(
                 try:
                     with component.connection(timeout=draw.choice(STORM_TIMEOUTS)) as conn:
                         holders.take(conn)
-                        if draw.random() < 0.2:
-                            assert conn.execute("SELECT 1").fetchone() == (1,)
-                        time.sleep(draw.random() * 0.002)
-                        holders.give(conn)
+                        try:
+                            if draw.random() < 0.2:
+                                assert conn.execute("SELECT 1").fetchone() == (1,)
+                            time.sleep(draw.random() * 0.002)
+                        finally:
+                            holders.give(conn)
                 except CheckoutTimeout:
                     outcomes.append("timeout")
+                except psycopg.OperationalError:
+                    outcomes.append("broken")
                 else:
                     outcomes.append("ok")
 
         threads = [threading.Thread(target=work, args=(seed,)) for seed in range(12)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=STORM_SECONDS + 30)
+        with _terminating(pg, name, terminating) as terminated:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=STORM_SECONDS + 30)
         assert not any(thread.is_alive() for thread in threads)
         assert holders.twice == []
         assert len(outcomes) == 12 * 40 and {"ok", "timeout"} <= set(outcomes)
-        counts = {k: v - before[k] for k, v in _counted(pool).items()}
-        assert counts["requests_num"] == len(outcomes)
-        assert counts["requests_errors"] == outcomes.count("timeout")
+        _storm_survived(outcomes, terminated, terminating)
+        if not terminating:  # (a connection found broken at checkout is a request more)
+            counts = {k: v - before[k] for k, v in _counted(pool).items()}
+            assert counts["requests_num"] == len(outcomes)
+            assert counts["requests_errors"] == outcomes.count("timeout")
         _left_nothing(pool, 2)
+        assert [_pid_of_checkout(component) > 0 for _ in range(3)] == [True] * 3
     finally:
         component.close(None)
 
@@ -666,20 +745,16 @@ async def test_async_waiting_task_cancelled_leaves_the_queue(pg: Server, handed:
 
 @pytest.mark.anyio
 @STORM_PATHS
+@STORM_SERVER
 async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(
-    pg: Server, max_waiting: int
+    pg: Server, max_waiting: int, terminating: bool
 ) -> None:
     """24 tasks, 30 checkouts each, on 2 connections: most wait, many give up, and many are
-    cancelled (waiting, or holding the connection, maybe in the middle of a query)."""
+    cancelled (waiting, or holding the connection, maybe in the middle of a query); in one
+    storm the server terminates the sessions meanwhile, and the pool replaces them."""
     component = AsyncPostgresConnection()
-    component.configure(
-        base_config(
-            pg,
-            options__min_pool_size=2,
-            options__max_pool_size=2,
-            options__max_waiting=max_waiting,
-        )
-    )
+    name = f"storm-{uuid.uuid4().hex[:8]}"
+    component.configure(_storm_config(pg, max_waiting, name))
     await asyncio.wait_for(component.open(None), 30)
     try:
         pool: Any = component.get_connection()
@@ -712,31 +787,39 @@ async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(
                     outcomes.append("timeout")
                 except asyncio.TimeoutError:
                     outcomes.append("cancelled holding" if got else "cancelled waiting")
+                except psycopg.OperationalError:
+                    outcomes.append("broken")
                 else:
                     outcomes.append("ok")
 
-        await asyncio.wait_for(
-            asyncio.gather(*(work(seed) for seed in range(24))), STORM_SECONDS + 30
-        )
+        with _terminating(pg, name, terminating) as terminated:
+            await asyncio.wait_for(
+                asyncio.gather(*(work(seed) for seed in range(24))), STORM_SECONDS + 30
+            )
         assert holders.twice == []
         assert len(outcomes) == 24 * 30
         assert {"ok", "timeout", "cancelled waiting", "cancelled holding"} <= set(outcomes)
-        counts = {k: v - before[k] for k, v in _counted(pool).items()}
-        validated = pool.get_stats()["connections_validated"] - validated_before
-        # Every checkout is a request; psycopg_pool counts a timeout and a cancelled wait as an
-        # error, but neither a task cancelled while its connection is validated (a connection
-        # closed in the middle of a query makes the idle ones suspect), nor one cancelled while
-        # it waits for the pool's lock, which only psycopg_pool's own waiters make tasks do
-        # (their hand-over awaits under the lock).
-        assert counts["requests_num"] == len(outcomes)
-        errors = outcomes.count("timeout") + outcomes.count("cancelled waiting")
-        fewest = outcomes.count("timeout") if max_waiting else errors - validated
-        assert fewest <= counts["requests_errors"] <= errors
+        _storm_survived(outcomes, terminated, terminating)
+        if not terminating:  # (a connection found broken at checkout is a request more)
+            counts = {k: v - before[k] for k, v in _counted(pool).items()}
+            validated = pool.get_stats()["connections_validated"] - validated_before
+            # Every checkout is a request; psycopg_pool counts a timeout and a cancelled wait
+            # as an error, but neither a task cancelled while its connection is validated (a
+            # connection closed in the middle of a query makes the idle ones suspect), nor one
+            # cancelled while it waits for the pool's lock, which only psycopg_pool's own
+            # waiters make tasks do (their hand-over awaits under the lock).
+            assert counts["requests_num"] == len(outcomes)
+            errors = outcomes.count("timeout") + outcomes.count("cancelled waiting")
+            fewest = outcomes.count("timeout") if max_waiting else errors - validated
+            assert fewest <= counts["requests_errors"] <= errors
         for _ in range(1000):  # the connections given back by psycopg_pool's worker
             stats = pool.get_stats()
             if stats.get("pool_available") == stats.get("pool_size") == 2:
                 break
             await asyncio.sleep(0.01)
         _left_nothing(pool, 2)
+        for _ in range(3):
+            async with component.connection(timeout=10) as conn:
+                assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
     finally:
         await component.close(None)
