@@ -408,9 +408,9 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     async def putconn(self, conn: AsyncPooledConnection) -> None:
         """Return a connection: clean what its holder left, then hand it back.
 
-        As :meth:`pip_postgres.pool.PostgresPool.putconn`. A task cancelled while its connection
-        is cleaned loses nothing: the connection is closed and given back, and the pool
-        replaces it.
+        As :meth:`pip_postgres.pool.PostgresPool.putconn`. A task cancelled here loses
+        nothing: a connection being cleaned is closed and given back, and the pool replaces
+        it; one being handed back is handed back by psycopg_pool's worker.
 
         :param conn: a connection checked out of this pool.
         """
@@ -422,24 +422,18 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
                 raise
         if self._direct_return_allowed(conn, conn.returned_at):
             self._returning()
-            await self._hand_back(conn)
+            try:
+                await self._add_to_pool(conn)  # to a waiter, or idle
+            except BaseException:
+                # Cancelled while it awaited psycopg_pool's lock, which psycopg_pool's own
+                # waiters (max_waiting set) make it hold across an await: the connection went
+                # neither to a waiter nor to the idle queue (psycopg_pool's putconn() would
+                # lose it). psycopg_pool's worker hands it back.
+                pool: Any = self
+                pool.run_task(_ReturnConnection(pool, conn, from_getconn=False))
+                raise
         else:
             await super().putconn(conn)
-
-    async def _hand_back(self, conn: AsyncPooledConnection) -> None:
-        """psycopg_pool's ``_add_to_pool()`` (to a waiter, or idle), safe from a cancellation.
-
-        It awaits psycopg_pool's lock, which psycopg_pool's own waiters (``max_waiting`` set)
-        make it hold across an await: a task cancelled there has handed the connection
-        neither to a waiter nor to the idle queue, and psycopg_pool's ``putconn()`` would lose
-        it. Here psycopg_pool's worker hands it back instead.
-        """
-        try:
-            await self._add_to_pool(conn)
-        except BaseException:
-            pool: Any = self
-            pool.run_task(_ReturnConnection(pool, conn, from_getconn=False))
-            raise
 
     async def _restore(self, conn: AsyncPooledConnection) -> None:
         status = conn.pgconn.transaction_status
