@@ -63,7 +63,7 @@ RETRIAL_PERIOD = 300.0
 #: The undocumented psycopg methods this uses, checked once: on the connection classes
 #: (``_pipeline_nolock``: a pipeline for a connection whose lock is held;
 #: ``_get_tx_start_command``: its ``BEGIN``), the cursor classes (``_execute_gen``) and the
-#: async pipeline (``_enter_gen``: what entering it does, see :class:`_PipelineEnteredAtOnce`).
+#: async pipeline (``_enter_gen``: what entering a pipeline does, done without an await).
 #: It also reads two instance attributes: a connection's ``_pipeline`` and a pipeline's
 #: ``result_queue`` (what each command sent will answer).
 PSYCOPG_ATTRIBUTES = {
