@@ -456,6 +456,49 @@ def _terminating(pg: Server, application_name: str, on: bool) -> Iterator[list[i
             time.sleep(0.01)
 
 
+#: What a storm's holders may leave behind on a session, and its value when nothing is.
+_LEFT_BEHIND = (
+    "SELECT current_setting('statement_timeout'), current_setting('transaction_read_only')"
+)
+_NOTHING_LEFT = ("0", "off")
+
+
+def _hold(conn: Any, action: int, seconds: float) -> None:
+    """What a storm's holder does with its connection: one of six actions, each changing
+    what the return must undo (a setting, an attribute, a transaction), or sleeping."""
+    if action == 0:
+        conn.execute("SET statement_timeout = '7s'")
+    elif action == 1:
+        with conn.transaction():
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    elif action == 2:
+        conn.autocommit = True
+    elif action == 3:
+        conn.read_only = True
+    elif action == 4:
+        assert conn.execute("SELECT 1 FROM pg_sleep(%s)", (seconds,)).fetchone() == (1,)
+    else:
+        time.sleep(seconds)
+
+
+async def _hold_async(conn: Any, action: int, seconds: float) -> None:
+    """:func:`_hold`, in a task."""
+    if action == 0:
+        await conn.execute("SET statement_timeout = '7s'")
+    elif action == 1:
+        async with conn.transaction():
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+    elif action == 2:
+        await conn.set_autocommit(True)
+    elif action == 3:
+        await conn.set_read_only(True)
+    elif action == 4:
+        cursor = await conn.execute("SELECT 1 FROM pg_sleep(%s)", (seconds,))
+        assert await cursor.fetchone() == (1,)
+    else:
+        await asyncio.sleep(seconds)
+
+
 #: Whether the server terminates the storm's sessions meanwhile: see :func:`_terminating`.
 STORM_SERVER = pytest.mark.parametrize(
     "terminating", [False, True], ids=["calm", "sessions-terminated"]
@@ -483,8 +526,9 @@ def _storm_survived(outcomes: list[str], terminated: list[int], terminating: boo
 def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(
     pg: Server, max_waiting: int, terminating: bool
 ) -> None:
-    """12 threads, 40 checkouts each, on 2 connections: most wait, many give up; in one storm
-    the server terminates the sessions meanwhile, and the pool replaces them."""
+    """12 threads, 40 checkouts each, on 2 connections: most wait, many give up, holders
+    change what the return must undo (:func:`_hold`); in one storm the server terminates the
+    sessions meanwhile, and the pool replaces them."""
     component = PostgresConnection()
     name = f"storm-{uuid.uuid4().hex[:8]}"
     component.configure(_storm_config(pg, max_waiting, name))
@@ -505,9 +549,7 @@ def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(
                     with component.connection(timeout=draw.choice(STORM_TIMEOUTS)) as conn:
                         holders.take(conn)
                         try:
-                            if draw.random() < 0.2:
-                                assert conn.execute("SELECT 1").fetchone() == (1,)
-                            time.sleep(draw.random() * 0.002)
+                            _hold(conn, draw.randrange(6), draw.random() * 0.002)
                         finally:
                             holders.give(conn)
                 except CheckoutTimeout:
@@ -532,7 +574,10 @@ def test_a_storm_of_threads_hands_each_connection_to_one_holder_at_a_time(
             assert counts["requests_num"] == len(outcomes)
             assert counts["requests_errors"] == outcomes.count("timeout")
         _left_nothing(pool, 2)
-        assert [_pid_of_checkout(component) > 0 for _ in range(3)] == [True] * 3
+        for _ in range(3):  # the holders' changes all undone
+            with component.connection(timeout=10) as conn:
+                assert conn.execute(_LEFT_BEHIND).fetchone() == _NOTHING_LEFT
+                assert (conn.autocommit, conn.read_only) == (False, None)
     finally:
         component.close(None)
 
@@ -750,8 +795,9 @@ async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(
     pg: Server, max_waiting: int, terminating: bool
 ) -> None:
     """24 tasks, 30 checkouts each, on 2 connections: most wait, many give up, and many are
-    cancelled (waiting, or holding the connection, maybe in the middle of a query); in one
-    storm the server terminates the sessions meanwhile, and the pool replaces them."""
+    cancelled (waiting, or holding the connection, maybe in the middle of a query or of what
+    the return undoes: :func:`_hold_async`); in one storm the server terminates the sessions
+    meanwhile, and the pool replaces them."""
     component = AsyncPostgresConnection()
     name = f"storm-{uuid.uuid4().hex[:8]}"
     component.configure(_storm_config(pg, max_waiting, name))
@@ -769,9 +815,7 @@ async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(
                 got.append(True)
                 holders.take(conn)
                 try:
-                    if draw.random() < 0.2:
-                        assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
-                    await asyncio.sleep(draw.random() * 0.002)
+                    await _hold_async(conn, draw.randrange(6), draw.random() * 0.002)
                 finally:
                     holders.give(conn)
 
@@ -818,8 +862,9 @@ async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(
                 break
             await asyncio.sleep(0.01)
         _left_nothing(pool, 2)
-        for _ in range(3):
+        for _ in range(3):  # the holders' changes all undone
             async with component.connection(timeout=10) as conn:
-                assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+                assert await (await conn.execute(_LEFT_BEHIND)).fetchone() == _NOTHING_LEFT
+                assert (conn.autocommit, conn.read_only) == (False, None)
     finally:
         await component.close(None)
