@@ -392,12 +392,17 @@ class _Holders:
             del self._held[id(conn)]
 
 
+def _all_idle(pool: Any, size: int) -> bool:
+    """Whether the pool has ``size`` connections, all idle."""
+    stats = pool.get_stats()
+    return bool(stats.get("pool_available") == stats.get("pool_size") == size)
+
+
 def _left_nothing(pool: Any, size: int) -> None:
     """Nothing queued or checked out, every connection idle (bounded wait: 10 s, for the
     pool to replace a connection closed in the middle of a query)."""
     for _ in range(1000):
-        stats = pool.get_stats()
-        if stats.get("pool_available") == stats.get("pool_size") == size:
+        if _all_idle(pool, size):
             break
         time.sleep(0.01)
     stats = pool.get_stats()
@@ -857,8 +862,7 @@ async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(
             fewest = outcomes.count("timeout") if max_waiting else errors - validated
             assert fewest <= counts["requests_errors"] <= errors
         for _ in range(1000):  # the connections given back by psycopg_pool's worker
-            stats = pool.get_stats()
-            if stats.get("pool_available") == stats.get("pool_size") == 2:
+            if _all_idle(pool, 2):
                 break
             await asyncio.sleep(0.01)
         _left_nothing(pool, 2)
