@@ -353,10 +353,7 @@ async def test_async_task_cancelled_waiting_for_the_pools_lock_loses_nothing(pg:
                 assert (counts["requests_num"], counts["requests_errors"]) == (1, 0)
                 assert counts["requests_queued"] == counts["pool_available"] == 0
                 assert not pool._waiting
-        for _ in range(500):  # given back by psycopg_pool's worker
-            if _counted(pool)["pool_available"] == 1:
-                break
-            await asyncio.sleep(0.01)
+        await _until_all_idle(pool, 1, 5)
         again = await asyncio.wait_for(pool.getconn(timeout=5), 10)
         assert again.info.backend_pid == pid
         await pool.putconn(again)
@@ -396,6 +393,15 @@ def _all_idle(pool: Any, size: int) -> bool:
     """Whether the pool has ``size`` connections, all idle."""
     stats = pool.get_stats()
     return bool(stats.get("pool_available") == stats.get("pool_size") == size)
+
+
+async def _until_all_idle(pool: Any, size: int, seconds: float) -> None:
+    """Until the pool has ``size`` connections, all idle, at most ``seconds`` (the event loop
+    runs meanwhile: psycopg_pool's worker gives connections back in it)."""
+    for _ in range(int(seconds * 100)):
+        if _all_idle(pool, size):
+            return
+        await asyncio.sleep(0.01)
 
 
 def _left_nothing(pool: Any, size: int) -> None:
@@ -756,10 +762,7 @@ async def _cancelled_while_waiting(pool: Any, handed: bool) -> dict[str, int]:
     waiting = pool.get_stats().get("requests_waiting", 0)
     if not handed:
         await pool.putconn(held)
-    for _ in range(500):
-        if _counted(pool)["pool_available"] == 1:
-            break
-        await asyncio.sleep(0.01)
+    await _until_all_idle(pool, 1, 5)
     counts = {k: v - before[k] for k, v in _counted(pool).items() if k != "pool_available"}
     counts["waiting_after_the_cancellation"] = waiting
     assert _counted(pool)["pool_available"] == 1
@@ -861,10 +864,7 @@ async def test_a_storm_of_tasks_hands_each_connection_to_one_holder_at_a_time(
             errors = outcomes.count("timeout") + outcomes.count("cancelled waiting")
             fewest = outcomes.count("timeout") if max_waiting else errors - validated
             assert fewest <= counts["requests_errors"] <= errors
-        for _ in range(1000):  # the connections given back by psycopg_pool's worker
-            if _all_idle(pool, 2):
-                break
-            await asyncio.sleep(0.01)
+        await _until_all_idle(pool, 2, 10)
         _left_nothing(pool, 2)
         for _ in range(3):  # the holders' changes all undone
             async with component.connection(timeout=10) as conn:
