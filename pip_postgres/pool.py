@@ -103,8 +103,11 @@ class _UsageCursor(BeginAheadCursor):
         binary: bool | None = None,
     ) -> Self:
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
-        self._conn.used = True  # type: ignore[attr-defined]
-        return super().execute(query, params, prepare=prepare, binary=binary)
+        conn: PooledConnection = self._conn  # type: ignore[assignment]
+        conn.used = True
+        if conn.begin_ahead:
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        return psycopg.Cursor.execute(self, query, params, prepare=prepare, binary=binary)
 
     def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
         """Execute a statement many times: see :meth:`psycopg.Cursor.executemany`."""
@@ -134,6 +137,12 @@ class _TrackingCursor(BeginAheadCursor):
     ) -> Self:
         """Execute a statement: see :meth:`psycopg.Cursor.execute`."""
         conn: PooledConnection = self._conn  # type: ignore[assignment]
+        if checkout.cannot_change_session(conn, query):  # most statements
+            conn.used = True
+            if conn.begin_ahead:
+                return super().execute(query, params, prepare=prepare, binary=binary)
+            # no BEGIN to send with it: psycopg's own, one call less
+            return psycopg.Cursor.execute(self, query, params, prepare=prepare, binary=binary)
         if not checkout.track_before(conn, query):
             return super().execute(query, params, prepare=prepare, binary=binary)
         try:

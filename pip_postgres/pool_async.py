@@ -59,8 +59,11 @@ class _AsyncUsageCursor(AsyncBeginAheadCursor):
         Not a coroutine function of its own: it returns psycopg's coroutine, to be awaited as
         usual, so that a statement costs no extra coroutine.
         """
-        self._conn.used = True  # type: ignore[attr-defined]
-        return super().execute(query, params, prepare=prepare, binary=binary)
+        conn: AsyncPooledConnection = self._conn  # type: ignore[assignment]
+        conn.used = True
+        if conn.begin_ahead:
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        return psycopg.AsyncCursor.execute(self, query, params, prepare=prepare, binary=binary)
 
     async def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
         """Execute a statement many times: see :meth:`psycopg.AsyncCursor.executemany`."""
@@ -88,6 +91,14 @@ class _AsyncTrackingCursor(AsyncBeginAheadCursor):
         statement costs no extra coroutine.
         """
         conn: AsyncPooledConnection = self._conn  # type: ignore[assignment]
+        if checkout.cannot_change_session(conn, query):  # most statements
+            conn.used = True
+            if conn.begin_ahead:
+                return super().execute(query, params, prepare=prepare, binary=binary)
+            # no BEGIN to send with it: psycopg's own, one call less
+            return psycopg.AsyncCursor.execute(
+                self, query, params, prepare=prepare, binary=binary
+            )
         if not checkout.track_before(conn, query):
             return super().execute(query, params, prepare=prepare, binary=binary)
         return self._execute_tracked(

@@ -81,14 +81,24 @@ def _wait_for_query(pg: Server, pid: int, text: str) -> str | None:
 # What reaches the server before BEGIN's answer ---------------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "reaches"), [("always", True), ("never", False)])
+@pytest.mark.parametrize(
+    ("mode", "autocommit_pool", "reaches"),
+    [
+        ("always", False, True),
+        ("never", False, False),
+        # a pool in autocommit mode: a holder that turns autocommit off gets psycopg's BEGIN
+        ("always", True, False),
+    ],
+)
 def test_statement_reaches_the_server_before_begins_answer(
-    pg: Server, proxy: FaultProxy, mode: str, reaches: bool
+    pg: Server, proxy: FaultProxy, mode: str, autocommit_pool: bool, reaches: bool
 ) -> None:
-    component = _component(pg, mode, proxy.port)
+    component = _component(pg, mode, proxy.port, options__autocommit=autocommit_pool)
     statement = f"SELECT 'sent with begin: {mode}'"
     try:
         with component.connection() as conn:
+            if autocommit_pool:
+                conn.autocommit = False
             pid = conn.info.backend_pid
             outcome: list[Any] = []
             proxy.hold_replies()

@@ -21,7 +21,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolClosed
 
 from pip_postgres import CheckoutTimeout, PostgresConnection, PostgresPool
-from pip_postgres.checkout import changes_session, transaction_attributes_changed
+from pip_postgres.checkout import (
+    SCREEN_NO,
+    CheckoutMarks,
+    cannot_change_session,
+    changes_session,
+    screen_statement,
+    transaction_attributes_changed,
+)
 from pip_postgres.embedded import EmbeddedPostgres
 
 from .conftest import LogCapture, Server, admin_query, backends, base_config
@@ -344,6 +351,26 @@ def test_reads_and_writes_cost_no_reset(pg: Server, statement: str) -> None:
 )
 def test_what_looks_like_a_session_change(query: object, expected: bool) -> None:
     assert changes_session(query) is expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.text(alphabet="sSeEtT ;_\n", max_size=12),  # near misses of the keywords
+        st.binary(),
+    )
+)
+def test_the_cursors_first_screen_agrees_with_the_full_one(query: str | bytes) -> None:
+    """The cursors ask :func:`cannot_change_session` first, and skip the full screen when it
+    says so: it may say so only of a statement the full screen finds harmless."""
+    marks = CheckoutMarks()
+    if cannot_change_session(marks, query):
+        assert screen_statement(query) == SCREEN_NO
+    for statement in ("SET work_mem = '7MB'", "reset all", "SELECT set_config('a.b', '1', 0)"):
+        assert not cannot_change_session(marks, statement)
+    marks.session_changed = True  # known changed: nothing more to learn
+    assert cannot_change_session(marks, query)
 
 
 def test_pool_refuses_an_unknown_reset_mode() -> None:
