@@ -773,23 +773,21 @@ class CheckoutPolicy:
         :raises CheckoutTimeout: it timed out.
         :raises BaseException: the error it was handed (:class:`psycopg_pool.PoolClosed`).
         """
-        pool: Any = self
         if waiter.error is not None:
-            pool._stats[pool._REQUESTS_NUM] += 1
-            pool._stats[pool._REQUESTS_ERRORS] += 1
+            self._count_failed(waiter.error, (BaseException,))
             if isinstance(waiter.error, PoolTimeout):
                 raise self._timeout_error(wait, 0) from None
             raise waiter.error
         assert waiter.conn is not None
         return self._took(waiter.conn)
 
-    def _interrupted(self, error: BaseException, errors: tuple[type[BaseException], ...]) -> None:
-        """Count a wait in psycopg_pool's queue that an interruption ended, as it counts one.
+    def _count_failed(self, error: BaseException, errors: tuple[type[BaseException], ...]) -> None:
+        """Count a checkout that ``error`` ended, as psycopg_pool's ``getconn()`` counts one.
 
-        A request; and an error if ``error`` is one of ``errors``, what its pool's
-        ``getconn()`` counts as one (``Exception``; the async pool's, also
-        ``asyncio.CancelledError``): a thread's Ctrl-C is a request, a task's cancellation
-        a request and an error.
+        A request; and an error if ``error`` is one of ``errors``: what psycopg_pool counts
+        as one there (an outcome handed to a waiter, a timeout: any; an interruption of the
+        wait: ``Exception``, and for the async pool ``asyncio.CancelledError`` too, so that a
+        thread's Ctrl-C is a request, a task's cancellation a request and an error).
         """
         pool: Any = self
         pool._stats[pool._REQUESTS_NUM] += 1

@@ -505,7 +505,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             handed = waiter.ready.acquire(timeout=max(start + wait - monotonic(), 0.0))
         except BaseException as error:  # Ctrl-C: give back what came meanwhile, let it through
             self._leave_queue(waiter, None)
-            self._interrupted(error, (Exception,))
+            self._count_failed(error, (Exception,))
             raise
         finally:
             pool._stats[pool._REQUESTS_WAIT_MS] += int(1000.0 * (monotonic() - start))

@@ -330,7 +330,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         try:
             await lock.acquire()
         except BaseException as error:  # cancelled while psycopg_pool's code held the lock
-            self._interrupted(error, ())  # a request, as psycopg_pool's getconn() counts it
+            self._count_failed(error, ())  # a request, as psycopg_pool's getconn() counts it
             raise
         try:
             conn = self._pop_idle()
@@ -360,7 +360,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         except BaseException as error:  # cancelled
             if not self._give_up(waiter, None) and waiter.conn is not None:
                 pool.run_task(_ReturnConnection(pool, waiter.conn, from_getconn=True))
-            self._interrupted(error, (Exception, asyncio.CancelledError))
+            self._count_failed(error, (Exception, asyncio.CancelledError))
             raise
         finally:
             timer.cancel()
