@@ -154,9 +154,7 @@ class ConnectState:
         :class:`~pip_postgres.begin.BeginAhead`).
     """
 
-    def __init__(
-        self, begin_with_statement: str = "auto", in_use: Sized | None = None
-    ) -> None:
+    def __init__(self, begin_with_statement: str = "auto", in_use: Sized | None = None) -> None:
         #: The server's reason for the last failed connection attempt (``None`` after a
         #: success).
         self.last_error: str | None = None

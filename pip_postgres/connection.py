@@ -132,8 +132,7 @@ class _PostgresComponent:
         reason = redact(str(error).strip() or type(error).__name__, secrets)
         if isinstance(error, UnicodeError):
             reason = (
-                f"the resolver refused a host name of connection.host or connection.uri "
-                f"({reason})"
+                f"the resolver refused a host name of connection.host or connection.uri ({reason})"
             )
         message = f"Could not connect to PostgreSQL at {config.describe()}: {reason}"
         exception = ConnectionException(

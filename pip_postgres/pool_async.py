@@ -96,9 +96,7 @@ class _AsyncTrackingCursor(AsyncBeginAheadCursor):
             if conn.begin_ahead:
                 return super().execute(query, params, prepare=prepare, binary=binary)
             # no BEGIN to send with it: psycopg's own, one call less
-            return psycopg.AsyncCursor.execute(
-                self, query, params, prepare=prepare, binary=binary
-            )
+            return psycopg.AsyncCursor.execute(self, query, params, prepare=prepare, binary=binary)
         if not checkout.track_before(conn, query):
             return super().execute(query, params, prepare=prepare, binary=binary)
         return self._execute_tracked(

@@ -390,9 +390,7 @@ async def test_reset_modes(pg: Server, mode: str) -> None:
     try:
         async with component.connection() as conn:
             # A change inside a function: only "always" catches it.
-            await conn.execute(
-                "DO $$ BEGIN PERFORM set_config('work_mem', '9MB', false); END $$"
-            )
+            await conn.execute("DO $$ BEGIN PERFORM set_config('work_mem', '9MB', false); END $$")
         kept = await scalar(component, "SHOW work_mem")
         assert (kept == "9MB") is (mode == "never")
     finally:
@@ -453,9 +451,7 @@ async def test_getconn_putconn_with_open_transaction_is_cleaned(pg: Server) -> N
 # Leaks and shutdown ---------------------------------------------------------------------
 
 
-async def test_leak_is_reported_once_with_the_checkout_stack(
-    pg: Server, logs: LogCapture
-) -> None:
+async def test_leak_is_reported_once_with_the_checkout_stack(pg: Server, logs: LogCapture) -> None:
     component = await opened(pg, logs.references, max_pool_size=2, leak_detection_threshold=200)
     try:
         async with component.connection():

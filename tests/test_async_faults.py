@@ -122,9 +122,7 @@ async def test_cut_connections_are_replaced_at_checkout_with_no_error(
     before = {pid for pid, _ in backends(pg, application)}
     assert len(before) == size
     proxy.cut()
-    assert await wait_until(
-        lambda: not before & {pid for pid, _ in backends(pg, application)}, 5.0
-    )
+    assert await wait_until(lambda: not before & {pid for pid, _ in backends(pg, application)}, 5.0)
     await asyncio.sleep(0.3)  # idle past validation_bypass
 
     async def work(count: int) -> set[int]:

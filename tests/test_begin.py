@@ -128,9 +128,7 @@ async def test_async_statement_reaches_the_server_before_begins_answer(
 ) -> None:
     component = AsyncPostgresConnection()
     component.configure(
-        base_config(
-            pg, connection__port=proxy.port, options__begin_with_statement="always"
-        )
+        base_config(pg, connection__port=proxy.port, options__begin_with_statement="always")
     )
     await asyncio.wait_for(component.open(None), 30)
     statement = "SELECT 'sent with begin: async'"
