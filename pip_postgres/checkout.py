@@ -682,23 +682,24 @@ class CheckoutPolicy:
     def _init_direct_path(self) -> None:
         """Turn the direct checkout and return on if psycopg_pool has what they use.
 
-        Called by the pools when they open (psycopg_pool's async pool makes its lock then).
-        """
-        self._direct = all(hasattr(self, name) for name in DIRECT_PATH_ATTRIBUTES)
-
-    def _direct_take_allowed(self, timeout: float) -> bool:
-        """Whether a checkout may take an idle connection directly from psycopg_pool's queue.
-
         psycopg_pool's ``getconn()`` spends several microseconds on what a checkout of an idle
         connection does not need (log calls made even when nothing is logged, a retry loop, a
-        check callback that this package does not use). The direct checkout does what it does
-        in that case, in the same critical section, and nothing else: it is used only when the
-        pool is open, has no ``check`` callback and the timeout is positive; when no idle
-        connection is there (the caller must wait, or the pool grow) it takes psycopg_pool's
-        own path.
+        ``check`` callback that this package does not use), and its ``putconn()`` as many on a
+        connection that needs nothing. The direct checkout and return do what these do in that
+        case, in the same critical sections, and nothing else. They are on only if psycopg_pool
+        has every attribute they use (:data:`DIRECT_PATH_ATTRIBUTES`) and the pool was given
+        neither a ``check`` nor a ``reset`` callback (which psycopg_pool's own paths call);
+        each checkout also needs the pool open and a positive timeout (the pools'
+        ``_take_idle()``), and each return what :meth:`_direct_return` checks.
+
+        Called by the pools when they open (psycopg_pool's async pool makes its lock then).
         """
         pool: Any = self
-        return self._direct and timeout > 0 and not pool._closed and pool._check is None
+        self._direct = (
+            all(hasattr(self, name) for name in DIRECT_PATH_ATTRIBUTES)
+            and pool._check is None
+            and pool._reset is None
+        )
 
     def _pop_idle(self) -> Any:
         """Take the next idle connection, or ``None``: call it in psycopg_pool's lock.
@@ -792,32 +793,31 @@ class CheckoutPolicy:
         if isinstance(error, errors):
             pool._stats[pool._REQUESTS_ERRORS] += 1
 
-    def _direct_return_allowed(self, conn: Any, now: float) -> bool:
-        """Whether a connection given back may go straight to psycopg_pool's queue (or waiter).
+    def _direct_return(self, conn: Any) -> bool:
+        """Whether a connection given back goes straight to psycopg_pool's queue (or waiter).
 
-        It may if it is this pool's, idle (not closed, broken or in a transaction), neither
-        past its lifetime nor older than the pool's last ``drain()``, and the pool is open and
-        has no ``reset`` callback: everything psycopg_pool's ``putconn()`` would check before
-        adding it back. Anything else goes through psycopg_pool's ``putconn()``.
+        It does if it is this pool's, idle (not closed, broken or in a transaction), neither
+        past its lifetime nor older than the pool's last ``drain()``, and the pool is open (and
+        has no ``reset`` callback, see :meth:`_init_direct_path`): everything psycopg_pool's
+        ``putconn()`` would check before adding it back. If it does, the return is logged as
+        psycopg_pool's ``putconn()`` logs it; the caller then adds it with psycopg_pool's
+        ``_add_to_pool()``. Anything else goes through psycopg_pool's ``putconn()``.
 
-        :param now: ``time.monotonic()``, about now.
+        :param conn: a connection stamped as given back (:meth:`_given_back`).
         """
         pool: Any = self
-        return (
+        if (
             self._direct
             and getattr(conn, "_pool", None) is self
             and not pool._closed
-            and pool._reset is None
             and conn.pgconn.transaction_status == IDLE
             and conn._created_at > pool._drained_at
-            and conn._expire_at > now
-        )
-
-    def _returning(self) -> None:
-        """Log as psycopg_pool's ``putconn()`` does (direct path)."""
-        if _POOL_LOGGER.isEnabledFor(logging.INFO):
-            pool: Any = self
-            _POOL_LOGGER.info("returning connection to %r", pool.name)
+            and conn._expire_at > conn.returned_at
+        ):
+            if _POOL_LOGGER.isEnabledFor(logging.INFO):
+                _POOL_LOGGER.info("returning connection to %r", pool.name)
+            return True
+        return False
 
     @property
     def begin_ahead(self) -> BeginAhead:
@@ -852,17 +852,16 @@ class CheckoutPolicy:
         """
         pool: Any = self  # (a psycopg_pool pool; no cast() call on this path)
         pgconn = conn.pgconn  # type: ignore[attr-defined]
+        returned, poller = conn.returned_at, conn.news_poller
+        # bypass_applies(), idle_and_intact() and not socket_has_news(), written out: the
+        # checkout of every request comes here (a property test pins that they agree).
         if (
-            bypass_applies(  # (positional: a hot path)
-                now,
-                conn.returned_at,
-                conn.created_at,
-                self.validation_bypass,
-                self._suspect_before,
-                pool.max_lifetime,
-            )
-            and idle_and_intact(pgconn.status, pgconn.transaction_status)
-            and not socket_has_news(pgconn.socket, conn.news_poller)
+            now - returned <= self.validation_bypass
+            and returned >= self._suspect_before
+            and now - conn.created_at < pool.max_lifetime
+            and pgconn.status == CONN_OK
+            and pgconn.transaction_status == IDLE
+            and (poller() == 0 if poller is not None else not socket_has_news(pgconn.socket))
         ):
             self._checked_out(conn, now, depth)
             return True

@@ -66,16 +66,19 @@ class _Checkout(
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        conn = self._take()
+        conn, pool = self._take(), self._pool
         try:
-            self._pool.finish(conn, exc_type is None)
+            # pool.finish(), without a call when there is nothing to send
+            sql = pool._end_statement(conn, exc_type is None)
+            if sql is not None:
+                pool._send_end(conn, sql)
         except BaseException:
             # The connection's state is unknown: the pool replaces a closed one.
             conn.close()
             if exc_type is None:
                 raise
         finally:
-            self._pool.putconn(conn)
+            pool.putconn(conn)
 
 
 class _PostgresComponent:

@@ -476,7 +476,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
     def _take_idle(self, timeout: float) -> PooledConnection | _Waiter | None:
         """psycopg_pool's checkout of an idle connection, direct; else a place in its queue.
 
-        See :meth:`~pip_postgres.checkout.CheckoutPolicy._direct_take_allowed`. With no idle
+        See :meth:`~pip_postgres.checkout.CheckoutPolicy._init_direct_path`. With no idle
         connection the caller queues as psycopg_pool's ``getconn()`` would have it (and the
         pool grows if it may), but waits on a :class:`_Waiter`, which costs a fraction of
         psycopg_pool's own; unless ``max_waiting`` bounds the queue, which psycopg_pool's
@@ -485,7 +485,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :return: the connection; a waiter already in the queue; ``None`` if the caller must
             take psycopg_pool's path.
         """
-        if not self._direct_take_allowed(timeout):
+        if timeout <= 0 or not self._direct or self._closed:  # see _init_direct_path()
             return None
         with self._lock:
             conn = self._pop_idle()
@@ -555,8 +555,11 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             an unknown state, and the caller closes it.
         """
         sql = self._end_statement(conn, success)
-        if sql is None:
-            return
+        if sql is not None:
+            self._send_end(conn, sql)
+
+    def _send_end(self, conn: PooledConnection, sql: str) -> None:
+        """Send what ends a checkout (see :meth:`finish`)."""
         if sql == "COMMIT":
             conn.commit()
         elif sql == "ROLLBACK":
@@ -599,8 +602,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             self._restore(conn)
         elif close:
             conn.close()
-        if self._direct_return_allowed(conn, conn.returned_at):
-            self._returning()
+        if self._direct_return(conn):
             self._add_to_pool(conn)
         else:
             super().putconn(conn)

@@ -322,7 +322,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         Nothing is awaited between taking the connection (or queueing) and handing it out: a
         task cancelled while it waits for the lock has taken nothing.
         """
-        if not self._direct_take_allowed(timeout):
+        if timeout <= 0 or not self._direct or self._closed:  # see _init_direct_path()
             return None
         lock = self._lock
         try:
@@ -429,8 +429,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             except BaseException:
                 await _discard(self, conn)
                 raise
-        if self._direct_return_allowed(conn, conn.returned_at):
-            self._returning()
+        if self._direct_return(conn):
             try:
                 await self._add_to_pool(conn)  # to a waiter, or idle
             except BaseException:

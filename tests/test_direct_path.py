@@ -1,4 +1,4 @@
-"""The direct checkout and return of both pools (see ``CheckoutPolicy._direct_take_allowed``).
+"""The direct checkout and return of both pools (see ``CheckoutPolicy._init_direct_path``).
 
 An idle connection is taken from, and an idle one given back to, psycopg_pool's queue without
 going through psycopg_pool's ``getconn()``/``putconn()``. These tests hold the direct path to

@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from psycopg_pool import PoolClosed
 
 from pip_postgres import PostgresConnection, PostgresPool
@@ -227,6 +229,74 @@ def test_socket_has_news_sees_a_notification(component: PostgresConnection) -> N
         assert wait_until(lambda: socket_has_news(conn.pgconn.socket))
         conn.execute("UNLISTEN *")
     finally:
+        pool.putconn(conn)
+
+
+#: Times for the rule's property test: eighths of a second, whose differences are exact.
+_TIME = st.integers(0, 48).map(lambda eighths: eighths / 8)
+#: How far a bound is from the value it bounds: met exactly, cleared or missed by a little or
+#: a lot (``<=`` against ``<`` is told by the exact ones).
+_NEAR = st.sampled_from([0.0, 0.0, 0.125, -0.125, 1.0, -1.0])
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    times=st.tuples(_TIME, _TIME, _TIME, _NEAR, _NEAR, _NEAR),
+    state=st.sampled_from(["idle", "idle", "in a transaction", "news"]),
+    with_poller=st.booleans(),
+)
+# Each bound met exactly, the others cleared: handed out at the window's and the suspicion's
+# bound, not at the lifetime's. Every bound cleared, and news on the socket.
+@example(times=(1.0, 1.0, 0.0, 0.0, -1.0, 1.0), state="idle", with_poller=True)
+@example(times=(1.0, 1.0, 0.0, 1.0, 0.0, 1.0), state="idle", with_poller=True)
+@example(times=(1.0, 1.0, 0.0, 1.0, -1.0, 0.0), state="idle", with_poller=True)
+@example(times=(1.0, 1.0, 0.0, 1.0, -1.0, 1.0), state="news", with_poller=True)
+@example(times=(1.0, 1.0, 0.0, 1.0, -1.0, 1.0), state="news", with_poller=False)
+def test_the_checkouts_written_out_rule_agrees_with_its_functions(
+    component: PostgresConnection,
+    times: tuple[float, float, float, float, float, float],
+    state: str,
+    with_poller: bool,
+) -> None:
+    """``_ready()`` writes ``bypass_applies()``, ``idle_and_intact()`` and ``socket_has_news()``
+    out (every checkout goes through it): on a real connection it hands out exactly what they
+    let through."""
+    returned, idle, created, off_bypass, off_suspect, off_lifetime = times
+    now = returned + idle
+    bypass = max(idle + off_bypass, 0.0)
+    suspect = returned + off_suspect
+    lifetime = now - created + off_lifetime
+    pool = pool_of(component)
+    conn = pool.getconn()
+    kept = (conn.returned_at, conn.created_at, conn.news_poller)
+    kept_pool = (pool.validation_bypass, pool._suspect_before, pool.max_lifetime)
+    try:
+        conn.autocommit = True
+        if state == "news":  # (a session in a transaction is sent no notification)
+            conn.execute("LISTEN rule_news")
+            with component.connection() as other:
+                other.execute("NOTIFY rule_news")
+            assert wait_until(lambda: socket_has_news(conn.pgconn.socket))
+        elif state == "in a transaction":
+            conn.execute("BEGIN")
+        conn.returned_at, conn.created_at = returned, created
+        if not with_poller:
+            conn.news_poller = None  # where C's poll() cannot be called: select()
+        pool.validation_bypass, pool._suspect_before, pool.max_lifetime = bypass, suspect, lifetime
+        pgconn = conn.pgconn
+        expected = (
+            bypass_applies(now, returned, created, bypass, suspect, lifetime)
+            and idle_and_intact(pgconn.status, pgconn.transaction_status)
+            and not socket_has_news(pgconn.socket)
+        )
+        assert pool._ready(conn, now) is expected
+    finally:
+        conn.returned_at, conn.created_at, conn.news_poller = kept
+        pool.validation_bypass, pool._suspect_before, pool.max_lifetime = kept_pool
+        # (UNLISTEN reads the notification)
+        conn.execute("ROLLBACK" if state == "in a transaction" else "UNLISTEN *")
         pool.putconn(conn)
 
 
