@@ -27,7 +27,14 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 
-from pip_postgres import AsyncPostgresConnection, CheckoutTimeout, PostgresConnection
+from pip_postgres import (
+    AsyncPostgresConnection,
+    AsyncPostgresPool,
+    CheckoutTimeout,
+    PostgresConfig,
+    PostgresConnection,
+    PostgresPool,
+)
 from pip_postgres.pool import _Waiter
 
 from .conftest import Server, admin_query, base_config
@@ -163,6 +170,98 @@ def test_a_connection_out_during_drain_is_closed_at_return(ours: PostgresConnect
     assert conn.closed
     pids = {_pid_of_checkout(ours) for _ in range(4)}
     assert pid not in pids
+
+
+@pytest.mark.parametrize("callback", ["check", "reset"])
+def test_a_check_or_reset_callback_takes_psycopg_pools_path_which_calls_it(
+    pg: Server, callback: str
+) -> None:
+    """psycopg_pool calls a ``check`` callback at each checkout, a ``reset`` one at each return:
+    a pool given either goes through psycopg_pool's ``getconn()`` and ``putconn()``, both
+    ways, and still cleans what a holder left."""
+    called: list[int] = []
+
+    def count(conn: psycopg.Connection[Any]) -> None:
+        called.append(conn.info.backend_pid)
+
+    config = PostgresConfig.from_config(base_config(pg))
+    pool = PostgresPool(
+        config.conninfo(),
+        kwargs=config.connect_kwargs(),
+        validation_bypass=60.0,
+        min_size=1,
+        max_size=1,
+        **{callback: count},
+    )
+    pool.open(wait=True, timeout=30)
+    try:
+        assert not pool._direct
+        default = _work_mem(pool)
+        for _ in range(3):
+            with pool.connection() as conn:
+                pid = conn.info.backend_pid
+                conn.execute("SET work_mem = '7MB'")
+        assert _work_mem(pool) == default  # reset by the return, as on the direct path
+        # 5 checkouts or 5 returns, one connection (psycopg_pool's worker resets a return)
+        deadline = time.monotonic() + 10
+        while len(called) < 5 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert called == [pid] * 5
+        assert pool.get_stats()["requests_num"] == 5
+    finally:
+        pool.close()
+
+
+def _work_mem(pool: PostgresPool) -> str:
+    with pool.connection() as conn:
+        row = conn.execute("SHOW work_mem").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("callback", ["check", "reset"])
+async def test_async_a_check_or_reset_callback_takes_psycopg_pools_path(
+    pg: Server, callback: str
+) -> None:
+    """As the sync pool: ``AsyncConnectionPool``'s callbacks are awaited at each checkout or
+    return, and what a holder left is still cleaned."""
+    called: list[int] = []
+
+    async def count(conn: psycopg.AsyncConnection[Any]) -> None:
+        called.append(conn.info.backend_pid)
+
+    async def work_mem() -> str:
+        async with pool.connection() as conn:
+            row = await (await conn.execute("SHOW work_mem")).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    config = PostgresConfig.from_config(base_config(pg))
+    pool = AsyncPostgresPool(
+        config.conninfo(),
+        kwargs=config.connect_kwargs(),
+        validation_bypass=60.0,
+        min_size=1,
+        max_size=1,
+        **{callback: count},
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        assert not pool._direct
+        default = await work_mem()
+        for _ in range(3):
+            async with pool.connection() as conn:
+                pid = conn.info.backend_pid
+                await conn.execute("SET work_mem = '7MB'")
+        assert await work_mem() == default
+        deadline = time.monotonic() + 10  # (psycopg_pool's worker task resets a return)
+        while len(called) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        assert called == [pid] * 5
+        assert pool.get_stats()["requests_num"] == 5
+    finally:
+        await pool.close()
 
 
 def test_psycopg_pools_path_when_the_direct_one_is_off(ours: PostgresConnection) -> None:
