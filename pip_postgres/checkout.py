@@ -996,6 +996,23 @@ class CheckoutPolicy:
             if self._on_leak is not None:
                 self._on_leak(leak)
 
+    def _refuse_no_wait(self: Any, timeout: float) -> None:
+        """Refuse a checkout whose timeout is 0 or less, or not a number.
+
+        psycopg_pool's ``getconn()`` never hands out a connection for a timeout of 0 or less,
+        even an idle one (and counts a request); nor does this pool, with a message that says
+        why. A NaN, which psycopg_pool would let take an idle connection but not wait, is
+        refused alike.
+
+        :raises CheckoutTimeout: ``timeout`` is not positive.
+        """
+        if not timeout > 0 and not self._closed:  # (a closed pool: PoolClosed, as psycopg_pool)
+            self._stats[self._REQUESTS_NUM] += 1
+            raise CheckoutTimeout(
+                f"a checkout from pool {self.name!r} with a timeout of {timeout!r} s gets no "
+                "connection: give a positive timeout, in seconds (or None for the pool's)"
+            )
+
     def _timeout_error(self: Any, waited: float, broken: int) -> CheckoutTimeout:
         stats = self.get_stats()
         message = (

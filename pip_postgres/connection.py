@@ -414,11 +414,12 @@ class PostgresConnection(_PostgresComponent, IReferenceable, IConfigurable, IOpe
             with component.connection() as conn:
                 conn.execute("UPDATE accounts SET balance = balance - 1 WHERE id = %s", (1,))
 
-        :param timeout: the longest to wait for a free connection, in seconds; default
-            ``options.connect_timeout``.
+        :param timeout: the longest to wait for a free connection, in seconds, more than 0;
+            default ``options.connect_timeout``.
         :return: a context manager that yields a :class:`psycopg.Connection`.
         :raises InvalidStateException: the component is not open.
-        :raises CheckoutTimeout: no connection was free in time.
+        :raises CheckoutTimeout: no connection was free in time; or ``timeout`` is 0 or less,
+            or NaN.
         """
         pool, config = self.get_connection(), self._config
         if pool is None or config is None:

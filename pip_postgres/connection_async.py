@@ -198,11 +198,12 @@ class AsyncPostgresConnection(_PostgresComponent, IReferenceable, IConfigurable)
             async with component.connection() as conn:
                 await conn.execute("UPDATE accounts SET balance = balance - 1 WHERE id = 1")
 
-        :param timeout: the longest to wait for a free connection, in seconds; default
-            ``options.connect_timeout``.
+        :param timeout: the longest to wait for a free connection, in seconds, more than 0;
+            default ``options.connect_timeout``.
         :return: an async context manager that yields a :class:`psycopg.AsyncConnection`.
         :raises InvalidStateException: the component is not open.
-        :raises CheckoutTimeout: no connection was free in time.
+        :raises CheckoutTimeout: no connection was free in time; or ``timeout`` is 0 or less,
+            or NaN.
         """
         pool = self._connection
         if pool is None:

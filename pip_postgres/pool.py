@@ -420,11 +420,13 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         positional number (``int`` or ``float``, not ``bool``) is a timeout, anything else is
         psycopg2's key. An ``int`` key must be passed by name: ``getconn(key=3)``.
 
-        :param timeout: the longest to wait, in seconds; default the pool's ``timeout``.
+        :param timeout: the longest to wait, in seconds, more than 0; default the pool's
+            ``timeout``.
         :param key: psycopg2's key: while a connection checked out with this key is not given
             back, ``getconn(key=...)`` returns that same connection (in any thread). Give it
             back once, with :meth:`putconn`. Default ``None``: a checkout of its own.
-        :raises CheckoutTimeout: no working connection could be had in time.
+        :raises CheckoutTimeout: no working connection could be had in time; or ``timeout`` is
+            0 or less (psycopg_pool's rule: no connection, even an idle one) or NaN.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
         if timeout is not None and not _is_timeout(timeout):
@@ -457,6 +459,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
             if self._ready(conn, monotonic()):
                 return conn
         elif conn is None:
+            self._refuse_no_wait(wait)
             try:
                 conn = super().getconn(wait)
             except PoolTimeout:
@@ -485,7 +488,9 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :return: the connection; a waiter already in the queue; ``None`` if the caller must
             take psycopg_pool's path.
         """
-        if timeout <= 0 or not self._direct or self._closed:  # see _init_direct_path()
+        # (see _init_direct_path(); a timeout of 0 or less, or NaN, takes psycopg_pool's path,
+        # which refuses it)
+        if not (timeout > 0 and self._direct) or self._closed:
             return None
         with self._lock:
             conn = self._pop_idle()

@@ -287,8 +287,10 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         is replaced; neither costs the caller an error. A task cancelled here loses nothing:
         a connection it had taken goes back to the pool.
 
-        :param timeout: the longest to wait, in seconds; default the pool's ``timeout``.
-        :raises CheckoutTimeout: no working connection could be had in time.
+        :param timeout: the longest to wait, in seconds, more than 0; default the pool's
+            ``timeout``.
+        :raises CheckoutTimeout: no working connection could be had in time; or ``timeout`` is
+            0 or less (psycopg_pool's rule: no connection, even an idle one) or NaN.
         :raises psycopg_pool.PoolClosed: the pool is closed.
         """
         wait = self.timeout if timeout is None else timeout
@@ -299,6 +301,7 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
             if self._ready(conn, monotonic()):
                 return conn
         elif conn is None:
+            self._refuse_no_wait(wait)
             try:
                 conn = await super().getconn(wait)
             except PoolTimeout:
@@ -322,7 +325,9 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         Nothing is awaited between taking the connection (or queueing) and handing it out: a
         task cancelled while it waits for the lock has taken nothing.
         """
-        if timeout <= 0 or not self._direct or self._closed:  # see _init_direct_path()
+        # (see _init_direct_path(); a timeout of 0 or less, or NaN, takes psycopg_pool's path,
+        # which refuses it)
+        if not (timeout > 0 and self._direct) or self._closed:
             return None
         lock = self._lock
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import signal
 import threading
@@ -170,6 +171,58 @@ def test_a_connection_out_during_drain_is_closed_at_return(ours: PostgresConnect
     assert conn.closed
     pids = {_pid_of_checkout(ours) for _ in range(4)}
     assert pid not in pids
+
+
+#: What a checkout with no time to wait gets, in place of a connection.
+NO_WAIT = r"with a timeout of .* s gets no connection: give a positive timeout"
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, math.nan])
+def test_a_checkout_with_no_time_to_wait_is_refused_and_told_why(
+    ours: PostgresConnection, theirs: ConnectionPool[Any], timeout: float
+) -> None:
+    """psycopg_pool hands out no connection for a timeout of 0 or less, even an idle one; nor
+    does ours, whose error says why (not that no connection was free), and a NaN is refused
+    alike. Counted as psycopg_pool counts its own refusals; a closed pool says it is closed."""
+    pool = _pool(ours)
+    before = _counted(pool)
+    with pytest.raises(CheckoutTimeout, match=NO_WAIT), ours.connection(timeout=timeout):
+        pass
+    with pytest.raises(CheckoutTimeout, match=NO_WAIT):
+        pool.getconn(timeout)
+    theirs_before = _counted(theirs)
+    if timeout <= 0:  # (NaN: psycopg_pool hands out an idle connection)
+        for _ in range(2):
+            with pytest.raises(PoolTimeout):
+                theirs.getconn(timeout)
+        assert _counted(theirs) == {
+            k: v + (2 if k == "requests_num" else 0) for k, v in theirs_before.items()
+        }
+    assert _counted(pool) == {k: v + (2 if k == "requests_num" else 0) for k, v in before.items()}
+    with ours.connection() as conn:  # the pool serves as before
+        conn.execute("SELECT 1")
+    pool.close()
+    with pytest.raises(PoolClosed):
+        pool.getconn(timeout)
+
+
+@pytest.mark.anyio
+async def test_async_a_checkout_with_no_time_to_wait_is_refused_and_told_why(pg: Server) -> None:
+    component = AsyncPostgresConnection()
+    component.configure(_config(pg, 1))
+    await component.open(None)
+    try:
+        for timeout in (0.0, -1.0, math.nan):
+            with pytest.raises(CheckoutTimeout, match=NO_WAIT):
+                async with component.connection(timeout=timeout):
+                    pass
+        async with component.connection() as conn:
+            await conn.execute("SELECT 1")
+        pool = component.get_connection()
+        assert pool is not None
+        assert pool.get_stats()["requests_num"] == 4
+    finally:
+        await component.close(None)
 
 
 @pytest.mark.parametrize("callback", ["check", "reset"])
