@@ -237,15 +237,7 @@ def test_a_check_or_reset_callback_takes_psycopg_pools_path_which_calls_it(
     def count(conn: psycopg.Connection[Any]) -> None:
         called.append(conn.info.backend_pid)
 
-    config = PostgresConfig.from_config(base_config(pg))
-    pool = PostgresPool(
-        config.conninfo(),
-        kwargs=config.connect_kwargs(),
-        validation_bypass=60.0,
-        min_size=1,
-        max_size=1,
-        **{callback: count},
-    )
+    pool = PostgresPool(**_pool_of_one_args(pg, **{callback: count}))
     pool.open(wait=True, timeout=30)
     try:
         assert not pool._direct
@@ -263,6 +255,19 @@ def test_a_check_or_reset_callback_takes_psycopg_pools_path_which_calls_it(
         assert pool.get_stats()["requests_num"] == 5
     finally:
         pool.close()
+
+
+def _pool_of_one_args(pg: Server, **pool_kwargs: Any) -> dict[str, Any]:
+    """The arguments of a pool of one connection to the test server (either pool class)."""
+    config = PostgresConfig.from_config(base_config(pg))
+    return {
+        "conninfo": config.conninfo(),
+        "kwargs": config.connect_kwargs(),
+        "validation_bypass": 60.0,
+        "min_size": 1,
+        "max_size": 1,
+        **pool_kwargs,
+    }
 
 
 def _work_mem(pool: PostgresPool) -> str:
@@ -290,15 +295,7 @@ async def test_async_a_check_or_reset_callback_takes_psycopg_pools_path(
         assert row is not None
         return str(row[0])
 
-    config = PostgresConfig.from_config(base_config(pg))
-    pool = AsyncPostgresPool(
-        config.conninfo(),
-        kwargs=config.connect_kwargs(),
-        validation_bypass=60.0,
-        min_size=1,
-        max_size=1,
-        **{callback: count},
-    )
+    pool = AsyncPostgresPool(**_pool_of_one_args(pg, **{callback: count}))
     await pool.open(wait=True, timeout=30)
     try:
         assert not pool._direct
