@@ -488,8 +488,8 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         :return: the connection; a waiter already in the queue; ``None`` if the caller must
             take psycopg_pool's path.
         """
-        # (see _init_direct_path(); a timeout of 0 or less, or NaN, takes psycopg_pool's path,
-        # which refuses it)
+        # (see _init_direct_path(); a timeout of 0 or less, or NaN, goes the other way, where
+        # _refuse_no_wait() refuses it)
         if not (timeout > 0 and self._direct) or self._closed:
             return None
         with self._lock:

@@ -325,8 +325,8 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
         Nothing is awaited between taking the connection (or queueing) and handing it out: a
         task cancelled while it waits for the lock has taken nothing.
         """
-        # (see _init_direct_path(); a timeout of 0 or less, or NaN, takes psycopg_pool's path,
-        # which refuses it)
+        # (see _init_direct_path(); a timeout of 0 or less, or NaN, goes the other way, where
+        # _refuse_no_wait() refuses it)
         if not (timeout > 0 and self._direct) or self._closed:
             return None
         lock = self._lock
