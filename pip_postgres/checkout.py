@@ -1007,11 +1007,12 @@ class CheckoutPolicy:
         :raises CheckoutTimeout: ``timeout`` is not positive.
         """
         if not timeout > 0 and not self._closed:  # (a closed pool: PoolClosed, as psycopg_pool)
-            self._stats[self._REQUESTS_NUM] += 1
-            raise CheckoutTimeout(
+            error = CheckoutTimeout(
                 f"a checkout from pool {self.name!r} with a timeout of {timeout!r} s gets no "
                 "connection: give a positive timeout, in seconds (or None for the pool's)"
             )
+            self._count_failed(error, ())  # a request, not an error, as psycopg_pool counts it
+            raise error
 
     def _timeout_error(self: Any, waited: float, broken: int) -> CheckoutTimeout:
         stats = self.get_stats()
