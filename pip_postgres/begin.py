@@ -9,13 +9,15 @@ takes (:func:`begin_ahead_query`): ``BEGIN`` (with the connection's isolation le
 read-only and deferrable modes) and the statement go in one write, followed by a sync, and
 the statement's result or error is there when ``execute()`` returns, as without it.
 
-It is not free: psycopg's pipeline machinery costs CPU time and system calls (on a 2-core
-virtual machine, about 40 µs per transaction when the client and the server share one CPU).
-It pays where a round trip costs more than that: a server on another host, or on other CPUs
-of a virtual machine, where waking the server up is what a round trip costs. ``auto``, the
-default, measures which way is faster where the pool runs (:class:`BeginAhead`: a trial of
-the pool's first transactions, half each way, run again every 5 minutes); ``always`` and
-``never`` decide without measuring.
+It is not free: the pipeline costs CPU time on both sides (psycopg's pipeline bookkeeping,
+and the extended protocol for ``BEGIN`` and for a statement that psycopg would otherwise send
+as a simple query). Where the client and the server share one CPU, a round trip costs only
+CPU time, and the two ways cost about the same (on a 2-core virtual machine, 96 µs per
+one-statement transaction either way). It pays where a round trip costs more than that: a
+server on another host, or on other CPUs of a virtual machine, where waking the server up is
+what a round trip costs. ``auto``, the default, measures which way is faster where the pool
+runs (:class:`BeginAhead`: a trial of the pool's first transactions, half each way, run
+again every 5 minutes); ``always`` and ``never`` decide without measuring.
 
 It uses psycopg internals (:data:`PSYCOPG_ATTRIBUTES`, psycopg 3.2 and 3.3); where one is
 missing, or libpq has no pipeline mode, psycopg's own way is always taken.
@@ -26,18 +28,22 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import AsyncIterator, Coroutine, Sized
-from contextlib import asynccontextmanager
+from collections.abc import Coroutine, Sized
 from time import monotonic, perf_counter
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import errors, pq
+from psycopg import errors, generators, pq
 from psycopg.rows import TupleRow
 from psycopg.sql import Composable
 
 if TYPE_CHECKING:
+    from psycopg._pipeline_base import BasePipeline as _PipelineBase
+    from psycopg.abc import PQGen
     from typing_extensions import Self
+else:  # psycopg's private module, for the type checker only: the mixin's base is object
+    _PipelineBase = object
 
 __all__ = [
     "BEGIN_MODES",
@@ -60,16 +66,19 @@ TRIAL_LIMIT = 20 * TRIAL
 #: starts a new trial, so that the pool follows what changed where it runs.
 RETRIAL_PERIOD = 300.0
 
-#: The undocumented psycopg methods this uses, checked once: on the connection classes
-#: (``_pipeline_nolock``: a pipeline for a connection whose lock is held;
-#: ``_get_tx_start_command``: its ``BEGIN``), the cursor classes (``_execute_gen``) and the
-#: async pipeline (``_enter_gen``: what entering a pipeline does, done without an await).
-#: It also reads two instance attributes: a connection's ``_pipeline`` and a pipeline's
-#: ``result_queue`` (what each command sent will answer).
+#: The undocumented psycopg parts this uses, checked once: on the connection classes
+#: (``_get_tx_start_command``: its ``BEGIN``), the cursor classes (``_execute_gen``: what
+#: ``execute()`` does), the pipeline classes (``_enter_gen``, ``_exit``: entering and
+#: leaving pipeline mode; ``_communicate_gen``, ``_fetch_gen``: sending what is queued and
+#: fetching the answers) and :mod:`psycopg.generators` (``send``: flushing libpq's buffer).
+#: It also reads and writes instance attributes: a connection's ``_pipeline``, a pipeline's
+#: ``command_queue``, ``result_queue`` and ``level``, and makes pipelines with
+#: ``_no_lock=True`` (for a connection whose lock is held).
 PSYCOPG_ATTRIBUTES = {
-    "connection": ("_pipeline_nolock", "_get_tx_start_command"),
+    "connection": ("_get_tx_start_command",),
     "cursor": ("_execute_gen",),
-    "async pipeline": ("_enter_gen",),
+    "pipeline": ("_enter_gen", "_exit", "_communicate_gen", "_fetch_gen"),
+    "generators": ("send",),
 }
 
 _IDLE = pq.TransactionStatus.IDLE
@@ -80,10 +89,11 @@ _NO_TRACEBACK: tuple[type[BaseException], ...] = getattr(errors, "_NO_TRACEBACK"
 
 def supported() -> bool:
     """Whether this psycopg and libpq can send ``BEGIN`` with the first statement."""
-    classes = {
+    classes: dict[str, tuple[object, ...]] = {
         "connection": (psycopg.Connection, psycopg.AsyncConnection),
         "cursor": (psycopg.Cursor, psycopg.AsyncCursor),
-        "async pipeline": (psycopg.AsyncPipeline,),
+        "pipeline": (psycopg.Pipeline, psycopg.AsyncPipeline),
+        "generators": (generators,),
     }
     return psycopg.Pipeline.is_supported() and all(
         hasattr(cls, name)
@@ -285,9 +295,13 @@ class BeginAheadCursor(psycopg.Cursor[TupleRow]):
                 if not _still_idle(conn):  # another thread began meanwhile
                     conn.wait(running)
                     return self
-                with conn._pipeline_nolock() as pipeline:
-                    _send_begin(conn, pipeline)
-                    conn.wait(running)
+                pipeline = conn._pipeline = _BeginPipeline(conn, _no_lock=True)
+                try:
+                    with pipeline:
+                        _send_begin(conn, pipeline)
+                        conn.wait(running)
+                finally:
+                    conn._pipeline = None
         except _NO_TRACEBACK as error:
             raise error.with_traceback(None)  # noqa: B904 (as psycopg's own execute())
         return self
@@ -347,41 +361,110 @@ class AsyncBeginAheadCursor(psycopg.AsyncCursor[TupleRow]):
                 if not _still_idle(conn):  # another task began meanwhile
                     await conn.wait(running)
                     return self
-                async with _pipeline_entered_at_once(conn) as pipeline:
-                    _send_begin(conn, pipeline)
-                    await conn.wait(running)
+                pipeline = conn._pipeline = _AsyncBeginPipeline(conn, _no_lock=True)
+                try:
+                    async with pipeline:
+                        _send_begin(conn, pipeline)
+                        await conn.wait(running)
+                finally:
+                    conn._pipeline = None
         except _NO_TRACEBACK as error:
             raise error.with_traceback(None)  # noqa: B904
         return self
 
 
-class _PipelineEnteredAtOnce(psycopg.AsyncPipeline):
-    """An async pipeline entered without an await: the pipeline that carries ``BEGIN``.
+class _OneWrite(_PipelineBase):
+    """What the pipeline that carries ``BEGIN`` does otherwise than psycopg's: one write.
 
-    psycopg's enters through ``conn.wait()``, which yields to a busy event loop (a
-    ``sleep(0)``) even when nothing is to wait for, after libpq entered pipeline mode: a task
-    cancelled there left the pipeline half entered, and ``conn._pipeline_nolock()`` raised an
-    ``AssertionError`` in place of the cancellation. A new pipeline's entry sends nothing.
+    psycopg's pipeline flushes libpq's output buffer before it puts each queued command in it,
+    and is left with a sync and a flush request of their own: ``BEGIN`` and the first
+    statement took four writes (``BEGIN``, the statement, the sync, the flush request), each a
+    system call, and each one that wakes the server up on a CPU it shares with the client a
+    context switch (a one-statement transaction took half as long again as psycopg's three round
+    trips there). Here ``BEGIN``, the statement and the sync go out in one write, and the
+    pipeline is left without another sync once everything sent has been answered.
     """
 
-    async def __aenter__(self) -> Self:
-        for _ in self._enter_gen():  # a new pipeline: libpq enters pipeline mode, no I/O
+    # Whether the statement went out (the next communication is psycopg's own).
+    _sent = False
+
+    def _communicate_gen(self) -> PQGen[None]:
+        """The statement's commands and a sync in libpq's buffer, one flush, every answer.
+
+        Called by the cursor's ``_execute_gen()`` once its statement is queued; later calls
+        (a pipeline left with an error, or with psycopg's maintenance commands) are psycopg's.
+        """
+        if self._sent:
+            return super()._communicate_gen()
+        self._sent = True
+        return self._send_all_and_fetch()
+
+    def _send_all_and_fetch(self) -> PQGen[None]:
+        commands = self.command_queue
+        while commands:
+            commands.popleft()()
+        self.pgconn.pipeline_sync()
+        self.result_queue.append(None)  # the sync's own result
+        yield from generators.send(self.pgconn)
+        yield from self._fetch_gen(flush=False)
+
+    def _enter_at_once(self) -> None:
+        """Enter a new pipeline: libpq enters pipeline mode, with no I/O and no wait.
+
+        psycopg's ``__enter__`` goes through ``conn.wait()``, which, in an event loop, yields
+        (a ``sleep(0)``) even when there is nothing to wait for, after libpq entered pipeline
+        mode: a task cancelled there left the pipeline half entered, and
+        ``conn._pipeline_nolock()`` raised an ``AssertionError`` in place of the cancellation.
+        """
+        for _ in self._enter_gen():  # a new pipeline: no I/O
             raise psycopg.InterfaceError("entering a new pipeline waited for the server")
+
+    def _leave(self, error: BaseException | None) -> bool:
+        """Leave pipeline mode at once if everything sent was answered.
+
+        :return: whether it did; if not (the statement never went out, or an error or an
+            interruption came before every answer), psycopg's exit must send a sync and
+            fetch what is left.
+        """
+        self._sent = True
+        if self.command_queue or self.result_queue:
+            return False
+        self._exit(error)
+        return True
+
+
+class _BeginPipeline(_OneWrite, psycopg.Pipeline):
+    """The sync pipeline that carries ``BEGIN`` with the first statement (:class:`_OneWrite`)."""
+
+    def __enter__(self) -> Self:
+        self._enter_at_once()
         return self
 
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if not self._leave(exc_val):
+            super().__exit__(exc_type, exc_val, exc_tb)
 
-@asynccontextmanager
-async def _pipeline_entered_at_once(conn: Any) -> AsyncIterator[psycopg.AsyncPipeline]:
-    """``conn._pipeline_nolock()``, with a :class:`_PipelineEnteredAtOnce`.
 
-    The caller holds the connection's lock, and the connection has no pipeline open.
-    """
-    pipeline = conn._pipeline = _PipelineEnteredAtOnce(conn, _no_lock=True)
-    try:
-        async with pipeline:
-            yield pipeline
-    finally:
-        conn._pipeline = None
+class _AsyncBeginPipeline(_OneWrite, psycopg.AsyncPipeline):
+    """The async :class:`_BeginPipeline`."""
+
+    async def __aenter__(self) -> Self:
+        self._enter_at_once()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if not self._leave(exc_val):
+            await super().__aexit__(exc_type, exc_val, exc_tb)
 
 
 def _still_idle(conn: Any) -> bool:

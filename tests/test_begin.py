@@ -11,6 +11,10 @@ side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -337,6 +341,99 @@ def test_only_where_psycopg_would_send_begin_first(plain_conn: psycopg.Connectio
     assert begin_ahead_query(plain_conn, "SELECT 1") is None
 
 
+# What the client writes ------------------------------------------------------------------------
+
+# struct tcp_info (linux/tcp.h): tcpi_data_segs_out, the data segments sent (Linux 4.6+).
+_DATA_SEGS_OUT = 156
+
+
+def _writes(conn: Any) -> int:
+    """The data segments ``conn``'s socket has sent: one per write of a few hundred bytes.
+
+    libpq sets ``TCP_NODELAY``, and each write here is followed by a wait for the server's
+    answer, so that no two writes can share a segment.
+    """
+    sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_INFO", -1), 256)
+    except OSError as error:  # not TCP (a Unix socket), or no TCP_INFO on this system
+        pytest.skip(f"no TCP_INFO for this connection: {error}")
+    finally:
+        sock.close()
+    if len(info) < _DATA_SEGS_OUT + 4:
+        pytest.skip("this kernel's TCP_INFO has no tcpi_data_segs_out")
+    return cast(int, struct.unpack_from("I", info, _DATA_SEGS_OUT)[0])
+
+
+# (statement, prepare) -> the writes of a checkout that runs it: always, never.
+_WRITES = {
+    # BEGIN, the statement and a sync; then COMMIT. psycopg: BEGIN; the statement; COMMIT
+    ("SELECT %s::int", False): (2, 3),
+    # the error came with the answers: ROLLBACK follows, no second sync
+    ("SELECT 1 / %s::int", False): (2, 3),
+    # the statement prepared first (psycopg: its PREPARE is a round trip); last, because a
+    # ROLLBACK on a connection with a prepared statement makes psycopg send DEALLOCATE ALL
+    ("SELECT %s::int + 1", True): (2, 4),
+}
+
+
+@pytest.mark.parametrize(("statement", "prepare"), list(_WRITES))
+@pytest.mark.parametrize("mode", ["always", "never"])
+def test_begin_the_statement_and_a_sync_go_in_one_write(
+    pg: Server, mode: str, statement: str, prepare: bool
+) -> None:
+    """psycopg's pipeline wrote ``BEGIN``, the statement, a sync and a flush request
+    separately (five writes with the ``COMMIT``), each a system call and, on a CPU shared
+    with the server, a context switch: slower than psycopg's three round trips there."""
+    component = _component(pg, mode)
+    try:
+        with component.connection() as conn:  # the pool's only connection
+            pass
+        before = _writes(conn)
+        with contextlib.suppress(errors.DivisionByZero), component.connection() as again:
+            assert again is conn  # back within the validation bypass window: no round trip
+            assert again.execute(statement, (0,), prepare=prepare).fetchone() in [(0,), (1,)]
+        assert _writes(conn) - before == _WRITES[statement, prepare][mode == "never"]
+        with component.connection() as conn:
+            assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+            assert conn._pipeline is None
+            assert conn.execute("SELECT 2").fetchone() == (2,)
+    finally:
+        component.close(None)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["always", "never"])
+async def test_async_begin_the_statement_and_a_sync_go_in_one_write(pg: Server, mode: str) -> None:
+    component = AsyncPostgresConnection()
+    component.configure(
+        base_config(
+            pg,
+            options__begin_with_statement=mode,
+            options__max_pool_size=1,
+            options__min_pool_size=1,
+        )
+    )
+    await asyncio.wait_for(component.open(None), 30)
+    try:
+        async with component.connection(timeout=10) as conn:
+            pass
+        for statement, prepare in _WRITES:
+            before = _writes(conn)
+            with contextlib.suppress(errors.DivisionByZero):
+                async with component.connection(timeout=10) as again:
+                    assert again is conn
+                    cursor = await again.execute(statement, (0,), prepare=prepare)
+                    assert await cursor.fetchone() in [(0,), (1,)]
+            assert _writes(conn) - before == _WRITES[statement, prepare][mode == "never"]
+        async with component.connection(timeout=10) as conn:
+            assert conn._pipeline is None
+            cursor = await conn.execute("SELECT 2")
+            assert await cursor.fetchone() == (2,)
+    finally:
+        await component.close(None)
+
+
 # The same results and errors as psycopg's own way --------------------------------------------
 
 
@@ -368,6 +465,8 @@ def _outcomes(pg: Server, mode: str) -> list[Any]:
         run(lambda c: describe(c.execute("COPY (SELECT 1) TO STDOUT")))
         run(lambda c: describe(c.execute("CREATE TEMP TABLE begin_t (x int)")))
         run(lambda c: describe(c.execute("SELECT no_such_column")))
+        # a parameter psycopg cannot send: raised before the statement is written
+        run(lambda c: describe(c.execute("SELECT %s", (object(),))))
 
         def serializable(conn: Any) -> Any:
             conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
@@ -417,6 +516,7 @@ async def test_async_results_and_errors_are_psycopgs_own(pg: Server) -> None:
             lambda: run(sql.SQL("SELECT {}").format(sql.Literal("q"))),
             lambda: run("SELECT 1/0"),
             lambda: run("SELECT 1; SELECT 2"),
+            lambda: run("SELECT %s", (object(),)),
         ]
         try:
             for step in steps:
