@@ -519,8 +519,8 @@ CONTENDERS: dict[str, Contender] = {
             "pip_postgres, begin_with_statement=always",
             OursSession,
             "Ours as above, with ``options.begin_with_statement`` = ``always``: every "
-            "transaction's ``BEGIN`` goes in one write with its first statement. Transactional "
-            "requests only.",
+            "transaction's ``BEGIN`` goes with its first statement, without waiting for its "
+            "answer. Transactional requests only.",
             {"begin_with_statement": "always"},
         ),
         Contender(

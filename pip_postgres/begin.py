@@ -6,8 +6,9 @@ round trips (``BEGIN``, the statement, ``COMMIT``). PgJDBC and Npgsql send ``BEG
 same write as the first statement, which saves one of them. The pool's cursors do the same
 here, with libpq's pipeline mode, for the statements where it changes nothing but the time it
 takes (:func:`begin_ahead_query`): ``BEGIN`` (with the connection's isolation level,
-read-only and deferrable modes) and the statement go in one write, followed by a sync, and
-the statement's result or error is there when ``execute()`` returns, as without it.
+read-only and deferrable modes) is written at once, the statement follows without waiting
+for its answer, with a sync, and the statement's result or error is there when ``execute()``
+returns, as without it.
 
 It is not free: the pipeline costs CPU time on both sides (psycopg's pipeline bookkeeping,
 and the extended protocol for ``BEGIN`` and for a statement that psycopg would otherwise send
@@ -50,6 +51,7 @@ __all__ = [
     "RETRIAL_PERIOD",
     "TRIAL",
     "TRIAL_LIMIT",
+    "TRIAL_SPACING",
     "BeginAhead",
     "begin_ahead_query",
 ]
@@ -59,9 +61,17 @@ BEGIN_MODES = ("auto", "always", "never")
 
 #: ``auto``: how many first statements each way the pool times before it decides.
 TRIAL = 50
-#: ``auto``: how many first statements the trial may see in all; a pool that could not time
-#: :data:`TRIAL` each way among them (it always had other checkouts out) keeps psycopg's way.
+#: ``auto``: how many first statements the trial may see in all (of those due, see
+#: :data:`TRIAL_SPACING`); a pool that could not time :data:`TRIAL` each way among them (it
+#: always had other checkouts out) keeps psycopg's way.
 TRIAL_LIMIT = 20 * TRIAL
+#: ``auto``: the least time between two statements the trial times, in seconds (10 ms): a
+#: trial takes at least a second (:data:`TRIAL` each way). Over loopback with the server's
+#: processes not pinned, the scheduler sometimes runs a server process on the client's CPU
+#: (where a round trip costs only CPU time, and psycopg's way is as fast) and mostly not (where
+#: ``BEGIN`` with the statement is faster); a trial of a pool's first 100 transactions, a few
+#: ms, often saw only the first placement, and a new pool's often did.
+TRIAL_SPACING = 0.01
 #: ``auto``: how long a decision holds, in seconds (5 minutes); the first checkout after that
 #: starts a new trial, so that the pool follows what changed where it runs.
 RETRIAL_PERIOD = 300.0
@@ -70,7 +80,7 @@ RETRIAL_PERIOD = 300.0
 #: (``_get_tx_start_command``: its ``BEGIN``), the cursor classes (``_execute_gen``: what
 #: ``execute()`` does), the pipeline classes (``_enter_gen``, ``_exit``: entering and
 #: leaving pipeline mode; ``_communicate_gen``, ``_fetch_gen``: sending what is queued and
-#: fetching the answers) and :mod:`psycopg.generators` (``send``: flushing libpq's buffer).
+#: fetching the answers) and ``psycopg.generators`` (``send``: flushing libpq's buffer).
 #: It also reads and writes instance attributes: a connection's ``_pipeline``, a pipeline's
 #: ``command_queue``, ``result_queue`` and ``level``, and makes pipelines with
 #: ``_no_lock=True`` (for a connection whose lock is held).
@@ -120,17 +130,24 @@ class BeginAhead:
     its time is mostly its wait for their share of the CPU (the interpreter lock, the event
     loop), in which the way that waits fewer times looks faster whatever CPU time it costs;
     where the CPU is what limits the pool, the pipeline's extra CPU time costs throughput. The
-    other statements take psycopg's way, untimed. A pool that never had a checkout alone long
-    enough (:data:`TRIAL_LIMIT` first statements) keeps psycopg's way. A decision holds for
-    :data:`RETRIAL_PERIOD`; then the next checkout starts a new trial (:meth:`retry`).
+    other statements take psycopg's way, untimed. The timed statements are at least
+    :data:`TRIAL_SPACING` apart (10 ms), so that a trial sees where the scheduler runs the
+    server's processes over a second or more, not in one moment. A pool that never had a
+    checkout alone long enough (:data:`TRIAL_LIMIT` first statements) keeps psycopg's way. A
+    decision holds for :data:`RETRIAL_PERIOD`; then the next checkout starts a new trial
+    (:meth:`retry`).
 
     :param mode: ``auto``, ``always`` or ``never`` (``options.begin_with_statement``).
     :param in_use: the pool's checkouts out now (its size is read); default: none, so every
         statement of the trial is timed.
+    :param spacing: the least time between two timed statements, in seconds; default
+        :data:`TRIAL_SPACING` (10 ms).
     :raises ValueError: ``mode`` is none of these.
     """
 
-    def __init__(self, mode: str, in_use: Sized | None = None) -> None:
+    def __init__(
+        self, mode: str, in_use: Sized | None = None, spacing: float = TRIAL_SPACING
+    ) -> None:
         if mode not in BEGIN_MODES:
             raise ValueError(f"begin_with_statement must be auto, always or never, got {mode!r}")
         #: ``auto``, ``always`` or ``never``.
@@ -146,7 +163,10 @@ class BeginAhead:
             ([], []) if SUPPORTED and mode == "auto" else None
         )
         self._in_use: Sized = () if in_use is None else in_use
+        self._spacing = spacing
         self._seen = 0
+        # auto: when the trial may time its next statement (time.monotonic()).
+        self._next_at = 0.0
         #: ``auto``: when the decision's time is up (``time.monotonic()``): the pool's
         #: checkouts call :meth:`retry` from then on; infinite during a trial, and for
         #: ``always`` and ``never``.
@@ -165,14 +185,21 @@ class BeginAhead:
         """During the trial: the way of the next first statement.
 
         :return: ``True`` (with ``BEGIN``) or ``False`` (on its own), at random, for a
-            statement to time; ``None`` for one not to time (other checkouts are out, or the
-            trial is over): psycopg's way.
+            statement to time; ``None`` for one not to time (less than the spacing since the
+            last one timed, other checkouts out, or the trial over): psycopg's way.
         """
-        self._seen += 1
-        if self._seen > TRIAL_LIMIT and self._times is not None:
-            self._decide(None)
-        if len(self._in_use) > 1 or self._times is None:
+        if self._times is None:
             return None
+        now = monotonic()
+        if now < self._next_at:
+            return None
+        self._seen += 1
+        if self._seen > TRIAL_LIMIT:
+            self._decide(None)
+            return None
+        if len(self._in_use) > 1:
+            return None
+        self._next_at = now + self._spacing
         return random.getrandbits(1) == 1
 
     def timed(self, together: bool, seconds: float) -> None:
@@ -201,6 +228,7 @@ class BeginAhead:
         """
         self.retrial_at = math.inf
         self._seen = 0
+        self._next_at = 0.0
         self.on = False
         self._times = ([], [])
         self.stamp = True
@@ -219,7 +247,7 @@ class BeginAhead:
 
 
 def begin_ahead_query(conn: Any, query: object) -> str | bytes | None:
-    """The text of ``query`` if it may go in one write with ``BEGIN``, else ``None``.
+    """The text of ``query`` if it may be sent with ``BEGIN``, else ``None``.
 
     It may if ``conn`` is in transactional mode, outside a transaction and outside a pipeline
     (so that psycopg would send ``BEGIN`` first), and if ``query`` is text (or composed with
@@ -373,23 +401,25 @@ class AsyncBeginAheadCursor(psycopg.AsyncCursor[TupleRow]):
         return self
 
 
-class _OneWrite(_PipelineBase):
-    """What the pipeline that carries ``BEGIN`` does otherwise than psycopg's: one write.
+class _BeginAheadPipeline(_PipelineBase):
+    """What the pipeline that carries ``BEGIN`` does otherwise than psycopg's: fewer writes.
 
     psycopg's pipeline flushes libpq's output buffer before it puts each queued command in it,
     and is left with a sync and a flush request of their own: ``BEGIN`` and the first
     statement took four writes (``BEGIN``, the statement, the sync, the flush request), each a
     system call, and each one that wakes the server up on a CPU it shares with the client a
-    context switch (a one-statement transaction took half as long again as psycopg's three round
-    trips there). Here ``BEGIN``, the statement and the sync go out in one write, and the
-    pipeline is left without another sync once everything sent has been answered.
+    context switch (a one-statement transaction took half as long again as psycopg's three
+    round trips there). Here ``BEGIN`` goes first (:func:`_send_begin`), then the statement
+    and the sync in one write, and the pipeline is left without another sync once everything
+    sent has been answered: three writes with the ``COMMIT``, as psycopg's own way, for two
+    round trips instead of three.
     """
 
     # Whether the statement went out (the next communication is psycopg's own).
     _sent = False
 
     def _communicate_gen(self) -> PQGen[None]:
-        """The statement's commands and a sync in libpq's buffer, one flush, every answer.
+        """The statement's commands and a sync in libpq's buffer, one write, every answer.
 
         Called by the cursor's ``_execute_gen()`` once its statement is queued; later calls
         (a pipeline left with an error, or with psycopg's maintenance commands) are psycopg's.
@@ -433,8 +463,11 @@ class _OneWrite(_PipelineBase):
         return True
 
 
-class _BeginPipeline(_OneWrite, psycopg.Pipeline):
-    """The sync pipeline that carries ``BEGIN`` with the first statement (:class:`_OneWrite`)."""
+class _BeginPipeline(_BeginAheadPipeline, psycopg.Pipeline):
+    """The sync pipeline that carries ``BEGIN`` and the first statement.
+
+    See :class:`_BeginAheadPipeline`.
+    """
 
     def __enter__(self) -> Self:
         self._enter_at_once()
@@ -450,7 +483,7 @@ class _BeginPipeline(_OneWrite, psycopg.Pipeline):
             super().__exit__(exc_type, exc_val, exc_tb)
 
 
-class _AsyncBeginPipeline(_OneWrite, psycopg.AsyncPipeline):
+class _AsyncBeginPipeline(_BeginAheadPipeline, psycopg.AsyncPipeline):
     """The async :class:`_BeginPipeline`."""
 
     async def __aenter__(self) -> Self:
@@ -473,11 +506,16 @@ def _still_idle(conn: Any) -> bool:
 
 
 def _send_begin(conn: Any, pipeline: Any) -> None:
-    """Put the connection's ``BEGIN`` in libpq's output buffer, in a pipeline just entered.
+    """Send the connection's ``BEGIN`` at once, in a pipeline just entered.
 
-    What psycopg queues when it starts a transaction in a pipeline, sent at once: the
-    connection is then busy (not idle), so the statement that follows does not start another
-    transaction, and goes out in the same write.
+    What psycopg queues when it starts a transaction in a pipeline. The connection is then
+    busy (not idle), so the statement that follows does not start another transaction. It is
+    written before the statement is prepared (its parameters converted, the statement put in
+    libpq's buffer): a server process asleep on another CPU wakes up meanwhile, rather than
+    once the statement has arrived. The flush does not wait: what the socket does not take
+    now goes with the statement.
     """
-    conn.pgconn.send_query_params(conn._get_tx_start_command(), None)
+    pgconn = conn.pgconn
+    pgconn.send_query_params(conn._get_tx_start_command(), None)
     pipeline.result_queue.append(None)  # BEGIN returns no rows to anyone
+    pgconn.flush()

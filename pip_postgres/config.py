@@ -265,10 +265,11 @@ class PostgresOptions:
     #: applies more often); ``fifo``: the one idle longest, psycopg_pool's own order (work
     #: spreads over every connection). Default ``lifo``; see :doc:`reliability` for why.
     idle_order: str = "lifo"
-    #: ``options.begin_with_statement``: send ``BEGIN`` in the same write as the first
-    #: statement of a transaction, as PgJDBC and Npgsql do, which saves a round trip per
-    #: transaction (transactional mode only; statements with several parts or a ``COPY``
-    #: never). ``auto`` (the default): if a trial of the pool's first transactions, half
+    #: ``options.begin_with_statement``: send ``BEGIN`` and the first statement of a
+    #: transaction without waiting for ``BEGIN``'s answer in between, as PgJDBC and Npgsql
+    #: do (they write both at once), which saves a round trip per transaction
+    #: (transactional mode only; statements with several parts or a ``COPY`` never).
+    #: ``auto`` (the default): if a trial of the pool's first transactions, half
     #: each way, finds it faster where the pool runs (tried again every 5 minutes);
     #: ``always``; ``never`` (psycopg's own way: ``BEGIN`` in a round trip of its own).
     #: ``true`` and ``false`` mean ``always`` and ``never``. See :mod:`pip_postgres.begin`.

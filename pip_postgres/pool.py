@@ -330,9 +330,10 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
         ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
     :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
         returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
-    :param begin_with_statement: send ``BEGIN`` in the same write as the first statement of a
-        transaction: ``auto`` (default: where a trial of the first transactions finds it
-        faster), ``always`` or ``never``; see :mod:`pip_postgres.begin`.
+    :param begin_with_statement: send ``BEGIN`` and the first statement of a transaction
+        without waiting for ``BEGIN``'s answer in between: ``auto`` (default: where a trial
+        of the first transactions finds it faster), ``always`` or ``never``; see
+        :mod:`pip_postgres.begin`.
     :param psycopg2_compat: a cursor's ``fetchone()``/``fetchmany()``/``fetchall()`` after a
         statement without a result raises :class:`Psycopg2CompatError`, which code written for
         psycopg2 catches; default ``False``.

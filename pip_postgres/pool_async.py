@@ -231,9 +231,10 @@ class AsyncPostgresPool(CheckoutPolicy, AsyncConnectionPool[AsyncPooledConnectio
     :param reset_session: ``auto`` (default), ``always`` or ``never``; see :meth:`finish`.
     :param idle_order: which idle connection a checkout gets: ``lifo`` (default), the one
         returned last; ``fifo``, the one idle longest (psycopg_pool's own order).
-    :param begin_with_statement: send ``BEGIN`` in the same write as the first statement of a
-        transaction: ``auto`` (default: where a trial of the first transactions finds it
-        faster), ``always`` or ``never``; see :mod:`pip_postgres.begin`.
+    :param begin_with_statement: send ``BEGIN`` and the first statement of a transaction
+        without waiting for ``BEGIN``'s answer in between: ``auto`` (default: where a trial
+        of the first transactions finds it faster), ``always`` or ``never``; see
+        :mod:`pip_postgres.begin`.
     :param pool_kwargs: passed on to :class:`psycopg_pool.AsyncConnectionPool`.
     """
 

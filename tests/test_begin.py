@@ -30,6 +30,7 @@ from pip_postgres.begin import (
     SUPPORTED,
     TRIAL,
     TRIAL_LIMIT,
+    TRIAL_SPACING,
     BeginAhead,
     begin_ahead_query,
 )
@@ -247,15 +248,32 @@ def test_a_decision_is_tried_again_when_its_time_is_up(pg: Server) -> None:
 
 
 def test_the_trial_goes_both_ways() -> None:
-    decision = BeginAhead("auto", in_use=["this checkout"])
+    decision = BeginAhead("auto", in_use=["this checkout"], spacing=0)
     ways = [decision.next_way() for _ in range(200)]
     assert None not in ways
     assert 40 < sum(map(bool, ways)) < 160
 
 
+def test_the_trial_spreads_its_timed_statements_over_time() -> None:
+    in_use = ["this checkout"]
+    decision = BeginAhead("auto", in_use=in_use, spacing=0.2)
+    assert decision.next_way() is not None
+    start = time.monotonic()
+    ways = [decision.next_way() for _ in range(TRIAL_LIMIT + 10)]  # within the spacing
+    if time.monotonic() - start < 0.2:
+        assert ways == [None] * len(ways)  # not timed, and not counted: still deciding
+        assert decision.deciding
+    time.sleep(0.25)
+    in_use.append("another")  # due, but not alone: not timed, and not put off
+    assert decision.next_way() is None
+    in_use.pop()
+    assert decision.next_way() is not None
+    assert TRIAL_SPACING == 0.01 and BeginAhead("auto")._spacing == TRIAL_SPACING
+
+
 def test_the_trial_times_only_a_checkout_alone() -> None:
     in_use = ["this checkout", "another"]
-    decision = BeginAhead("auto", in_use=in_use)
+    decision = BeginAhead("auto", in_use=in_use, spacing=0)
     assert [decision.next_way() for _ in range(10)] == [None] * 10
     in_use.pop()
     assert decision.next_way() is not None
@@ -367,19 +385,19 @@ def _writes(conn: Any) -> int:
 
 # (statement, prepare) -> the writes of a checkout that runs it: always, never.
 _WRITES = {
-    # BEGIN, the statement and a sync; then COMMIT. psycopg: BEGIN; the statement; COMMIT
-    ("SELECT %s::int", False): (2, 3),
+    # BEGIN; the statement and a sync; COMMIT. psycopg: BEGIN; the statement; COMMIT
+    ("SELECT %s::int", False): (3, 3),
     # the error came with the answers: ROLLBACK follows, no second sync
-    ("SELECT 1 / %s::int", False): (2, 3),
+    ("SELECT 1 / %s::int", False): (3, 3),
     # the statement prepared first (psycopg: its PREPARE is a round trip); last, because a
     # ROLLBACK on a connection with a prepared statement makes psycopg send DEALLOCATE ALL
-    ("SELECT %s::int + 1", True): (2, 4),
+    ("SELECT %s::int + 1", True): (3, 4),
 }
 
 
 @pytest.mark.parametrize(("statement", "prepare"), list(_WRITES))
 @pytest.mark.parametrize("mode", ["always", "never"])
-def test_begin_the_statement_and_a_sync_go_in_one_write(
+def test_begin_goes_at_once_then_the_statement_and_a_sync_in_one_write(
     pg: Server, mode: str, statement: str, prepare: bool
 ) -> None:
     """psycopg's pipeline wrote ``BEGIN``, the statement, a sync and a flush request
@@ -404,7 +422,9 @@ def test_begin_the_statement_and_a_sync_go_in_one_write(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["always", "never"])
-async def test_async_begin_the_statement_and_a_sync_go_in_one_write(pg: Server, mode: str) -> None:
+async def test_async_begin_goes_at_once_then_the_statement_and_a_sync_in_one_write(
+    pg: Server, mode: str
+) -> None:
     component = AsyncPostgresConnection()
     component.configure(
         base_config(
