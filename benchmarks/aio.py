@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from pip_postgres import AsyncPostgresConnection
 
 from . import stats
-from .contenders import AUTO_DECISIONS, SQL, OursSession
+from .contenders import AUTO_DECISIONS, SETTLE_LIMIT, SQL, OursSession
 from .server import Target
 from .workloads import (
     Log,
@@ -125,6 +125,11 @@ def _contenders(loop: _Loop, target: Target, size: int) -> Iterator[dict[str, Re
     async def open_() -> None:
         await ours.open(None)
         await raw.open(wait=True, timeout=30)
+        pool = ours.get_connection()
+        assert pool is not None
+        deadline = perf_counter() + SETTLE_LIMIT  # as contenders.settle(), awaiting
+        while pool.begin_ahead.deciding and perf_counter() < deadline:
+            await ours_request()
 
     async def close() -> None:
         pool = ours.get_connection()

@@ -30,7 +30,7 @@ from pip_postgres import IdentifiablePostgresPersistence, PostgresConnection
 from pip_postgres.begin import BeginAhead
 
 from . import stats
-from .contenders import CONTENDERS, OURS
+from .contenders import CONTENDERS, OURS, settle
 from .server import Target
 from .workloads import (
     Log,
@@ -109,6 +109,9 @@ def _components(
             published.set_references(References.from_tuples(CONNECTION, published_connection))
             ours.open(None)
             published.open(None)
+            pool = ours_connection.get_connection()
+            assert pool is not None
+            settle(pool.begin_ahead, lambda: ours.get_one_by_id(None, "settling"))
             try:
                 yield ours, published
             finally:

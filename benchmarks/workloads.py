@@ -278,7 +278,10 @@ def auto_note(decisions: Sequence[BeginAhead]) -> str:
     return (
         "Transactional, ``options.begin_with_statement`` = ``auto`` (the default) decided, in "
         "each of this table's pools of ours that used it: "
-        f"{'; '.join(map(decision_text, decisions))}."
+        f"{'; '.join(map(decision_text, decisions))}. Each made requests, one at a time, "
+        "until its trial had decided, before anything was timed: a trial times one first "
+        "statement per 10 ms at most, and would otherwise run through most rounds (a service "
+        "is past it within its first seconds)."
     )
 
 
