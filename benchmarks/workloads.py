@@ -295,7 +295,9 @@ def decision_text(decision: BeginAhead) -> str:
             f"{TRIAL_LIMIT:,} first statements)"
         )
     together, alone = (fmt(m * 1e6, 1) for m in decision.medians)
-    said = "with the statement" if decision.on else "on its own"
+    said = "on its own"
+    if decision.on:
+        said = "with the statement" + ("" if decision.busy_too else " when alone")
     return f"``BEGIN`` {said} (first statement {together} µs with it, {alone} µs without)"
 
 

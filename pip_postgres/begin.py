@@ -48,6 +48,7 @@ else:  # psycopg's private module, for the type checker only: the mixin's base i
 
 __all__ = [
     "BEGIN_MODES",
+    "BUSY_SAVING",
     "RETRIAL_PERIOD",
     "TRIAL",
     "TRIAL_LIMIT",
@@ -72,6 +73,12 @@ TRIAL_LIMIT = 20 * TRIAL
 #: ``BEGIN`` with the statement is faster); a trial of a pool's first 100 transactions, a few
 #: ms, often saw only the first placement, and a new pool's often did.
 TRIAL_SPACING = 0.01
+#: ``auto``: the least time ``BEGIN`` with the statement must have saved in the trial (the
+#: difference of the medians, in seconds: 100 µs) for a checkout with others out to send it
+#: that way too. A round trip over loopback is CPU time on the same machine, which a busy pool
+#: is short of, and the pipeline costs more CPU time than it saves (up to a third of W2's
+#: throughput with 8 threads, not pinned); one over a network is a wait, which it saves.
+BUSY_SAVING = 100e-6
 #: ``auto``: how long a decision holds, in seconds (5 minutes); the first checkout after that
 #: starts a new trial, so that the pool follows what changed where it runs.
 RETRIAL_PERIOD = 300.0
@@ -137,6 +144,11 @@ class BeginAhead:
     decision holds for :data:`RETRIAL_PERIOD`; then the next checkout starts a new trial
     (:meth:`retry`).
 
+    A decision for ``BEGIN`` with the statement holds for a checkout with others out only if
+    it saved at least :data:`BUSY_SAVING` (100 µs) in the trial: a round trip that costs less
+    is CPU time on the client's machine, which a busy pool is short of (``always`` sends it
+    that way whatever the pool does).
+
     :param mode: ``auto``, ``always`` or ``never`` (``options.begin_with_statement``).
     :param in_use: the pool's checkouts out now (its size is read); default: none, so every
         statement of the trial is timed.
@@ -153,8 +165,12 @@ class BeginAhead:
         #: ``auto``, ``always`` or ``never``.
         self.mode = mode
         #: Whether the pool's checkouts send ``BEGIN`` with the first statement (``False``
-        #: during an ``auto`` trial, which sends it half the time).
+        #: during an ``auto`` trial, which sends it half the time); with others out, only if
+        #: :attr:`busy_too`.
         self.on = SUPPORTED and mode == "always"
+        #: Whether a checkout with others out sends it that way too: ``always``; ``auto``, if
+        #: the trial's saving was at least :data:`BUSY_SAVING`.
+        self.busy_too = self.on
         #: ``auto``: the median ``execute()`` time of a first statement, in seconds, sent with
         #: ``BEGIN`` and on its own, once the trial is over; ``None`` before.
         self.medians: tuple[float, float] | None = None
@@ -197,10 +213,14 @@ class BeginAhead:
         if self._seen > TRIAL_LIMIT:
             self._decide(None)
             return None
-        if len(self._in_use) > 1:
+        if not self.alone():
             return None
         self._next_at = now + self._spacing
         return random.getrandbits(1) == 1
+
+    def alone(self) -> bool:
+        """Whether the checkout asking is the pool's only one out."""
+        return len(self._in_use) <= 1
 
     def timed(self, together: bool, seconds: float) -> None:
         """Count a first statement of the trial: sent with ``BEGIN`` or not, and its time."""
@@ -215,6 +235,7 @@ class BeginAhead:
         """End the trial: the faster way by ``medians``; psycopg's way without them."""
         self.medians = medians
         self.on = medians is not None and medians[0] < medians[1]
+        self.busy_too = medians is not None and medians[1] - medians[0] >= BUSY_SAVING
         self._times = None
         self.stamp = self.on
         self.retrial_at = monotonic() + RETRIAL_PERIOD
@@ -229,7 +250,7 @@ class BeginAhead:
         self.retrial_at = math.inf
         self._seen = 0
         self._next_at = 0.0
-        self.on = False
+        self.on = self.busy_too = False
         self._times = ([], [])
         self.stamp = True
         return True
@@ -238,7 +259,7 @@ class BeginAhead:
         if self._times is not None:
             counts = " and ".join(str(len(t)) for t in self._times)
             return f"<BeginAhead auto: deciding ({counts} of {TRIAL} timed)>"
-        state = "on" if self.on else "off"
+        state = "off" if not self.on else "on" if self.busy_too else "on when alone"
         if self.medians is None:
             ended = ", no trial" if self.mode == "auto" else ""
             return f"<BeginAhead {self.mode}: {state}{ended}>"
@@ -302,7 +323,9 @@ class BeginAheadCursor(psycopg.Cursor[TupleRow]):
         if conn.begin_ahead and (text := begin_ahead_query(conn, query)) is not None:
             decision: BeginAhead = conn.begin_decision
             if decision.on:
-                return self._begin_and_execute(conn, text, params, prepare, binary)
+                if decision.busy_too or decision.alone():
+                    return self._begin_and_execute(conn, text, params, prepare, binary)
+                return super().execute(text, params, prepare=prepare, binary=binary)
             together, start = decision.next_way(), perf_counter()
             if together is None:
                 return super().execute(text, params, prepare=prepare, binary=binary)
@@ -356,7 +379,9 @@ class AsyncBeginAheadCursor(psycopg.AsyncCursor[TupleRow]):
         if conn.begin_ahead and (text := begin_ahead_query(conn, query)) is not None:
             decision: BeginAhead = conn.begin_decision
             if decision.on:
-                return self._begin_and_execute(conn, text, params, prepare, binary)
+                if decision.busy_too or decision.alone():
+                    return self._begin_and_execute(conn, text, params, prepare, binary)
+                return super().execute(text, params, prepare=prepare, binary=binary)
             together = decision.next_way()
             if together is not None:
                 return self._trial_execute(decision, together, conn, text, params, prepare, binary)

@@ -26,6 +26,7 @@ from psycopg import errors, pq, sql, waiting
 
 from pip_postgres import AsyncPostgresConnection, PostgresConnection
 from pip_postgres.begin import (
+    BUSY_SAVING,
     RETRIAL_PERIOD,
     SUPPORTED,
     TRIAL,
@@ -99,30 +100,61 @@ def test_statement_reaches_the_server_before_begins_answer(
     pg: Server, proxy: FaultProxy, mode: str, autocommit_pool: bool, reaches: bool
 ) -> None:
     component = _component(pg, mode, proxy.port, options__autocommit=autocommit_pool)
-    statement = f"SELECT 'sent with begin: {mode}'"
     try:
         with component.connection() as conn:
             if autocommit_pool:
                 conn.autocommit = False
-            pid = conn.info.backend_pid
-            outcome: list[Any] = []
-            proxy.hold_replies()
-            worker = threading.Thread(
-                target=lambda: outcome.append(conn.execute(statement).fetchone())
-            )
-            worker.start()
-            try:
-                if reaches:
-                    assert _wait_for_query(pg, pid, statement) == statement
-                else:
-                    assert _wait_for_query(pg, pid, "BEGIN") == "BEGIN"
-                    time.sleep(0.3)  # what was sent with it would have arrived by now
-                    assert _server_query(pg, pid) == "BEGIN"
-            finally:
-                proxy.release_replies()
-                worker.join(SHOW_TIMEOUT)
-            assert outcome == [(f"sent with begin: {mode}",)]
-            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            _check_first_statement(pg, proxy, conn, f"sent with begin: {mode}", reaches)
+    finally:
+        component.close(None)
+
+
+def _check_first_statement(
+    pg: Server, proxy: FaultProxy, conn: psycopg.Connection[Any], text: str, reaches: bool
+) -> None:
+    """Run ``SELECT text`` while the proxy holds the server's answers, and check whether it
+    ``reaches`` the server before ``BEGIN``'s answer (else the server stays at ``BEGIN``)."""
+    statement = f"SELECT '{text}'"
+    pid = conn.info.backend_pid
+    outcome: list[Any] = []
+    proxy.hold_replies()
+    worker = threading.Thread(target=lambda: outcome.append(conn.execute(statement).fetchone()))
+    worker.start()
+    try:
+        if reaches:
+            assert _wait_for_query(pg, pid, statement) == statement
+        else:
+            assert _wait_for_query(pg, pid, "BEGIN") == "BEGIN"
+            time.sleep(0.3)  # what was sent with it would have arrived by now
+            assert _server_query(pg, pid) == "BEGIN"
+    finally:
+        proxy.release_replies()
+        worker.join(SHOW_TIMEOUT)
+    assert outcome == [(text,)]
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+
+
+@pytest.mark.parametrize(
+    ("medians", "busy_too"),
+    [((100e-6, 150e-6), False), ((100e-6, 100e-6 + BUSY_SAVING), True)],
+)
+def test_a_small_saving_sends_begin_with_the_statement_only_when_alone(
+    pg: Server, proxy: FaultProxy, medians: tuple[float, float], busy_too: bool
+) -> None:
+    """Over loopback a round trip is CPU time that a busy pool is short of: ``auto`` keeps
+    ``BEGIN`` with the statement for a checkout alone unless it saved ``BUSY_SAVING``."""
+    component = _component(pg, "auto", proxy.port, size=2)
+    try:
+        decision = cast(Any, component.get_connection()).begin_ahead
+        decision._decide(medians)  # as a trial that found these medians
+        assert decision.on and decision.busy_too == busy_too
+        assert ("on when alone" in repr(decision)) != busy_too
+        with component.connection() as conn:
+            _check_first_statement(pg, proxy, conn, "alone", True)
+        with component.connection() as conn, component.connection() as other:
+            other.execute("SELECT 1")  # out, in a transaction of its own
+            proxy.release_replies()
+            _check_first_statement(pg, proxy, conn, "not alone", busy_too)
     finally:
         component.close(None)
 
@@ -149,6 +181,35 @@ async def test_async_statement_reaches_the_server_before_begins_answer(
             cursor = await asyncio.wait_for(running, SHOW_TIMEOUT)
             assert seen == statement
             assert await cursor.fetchone() == ("sent with begin: async",)
+    finally:
+        await component.close(None)
+
+
+@pytest.mark.anyio
+async def test_async_a_small_saving_sends_begin_with_the_statement_only_when_alone(
+    pg: Server, proxy: FaultProxy
+) -> None:
+    component = AsyncPostgresConnection()
+    component.configure(base_config(pg, connection__port=proxy.port, options__max_pool_size=2))
+    await asyncio.wait_for(component.open(None), 30)
+    statement = "SELECT 'not alone: async'"
+    try:
+        decision = cast(Any, component.get_connection()).begin_ahead
+        decision._decide((100e-6, 150e-6))
+        assert decision.on and not decision.busy_too
+        async with component.connection() as conn, component.connection() as other:
+            await other.execute("SELECT 1")
+            pid = conn.info.backend_pid
+            proxy.hold_replies()
+            running = asyncio.ensure_future(conn.execute(statement))
+            try:
+                assert await asyncio.to_thread(_wait_for_query, pg, pid, "BEGIN") == "BEGIN"
+                await asyncio.sleep(0.3)  # what was sent with it would have arrived by now
+                assert await asyncio.to_thread(_server_query, pg, pid) == "BEGIN"
+            finally:
+                proxy.release_replies()
+            cursor = await asyncio.wait_for(running, SHOW_TIMEOUT)
+            assert await cursor.fetchone() == ("not alone: async",)
     finally:
         await component.close(None)
 
