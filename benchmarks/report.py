@@ -386,7 +386,7 @@ def _pipeline(results: Results, placements: Sequence[Placement]) -> list[str]:
 PIPELINE_ADVICE = (
     "Where a round trip costs hundreds of µs, sending ``BEGIN`` with the first statement "
     "saves a round trip of three; where the client and the server share a CPU, a round trip "
-    "costs only CPU time, and the pipeline costs about as much CPU time as it saves. So the "
+    "costs only CPU time, and the pipeline costs more than it saves. So the "
     "default, ``auto``, measures where the pool runs: the first statements of the pool's "
     "first transactions go one way or the other at random, ``execute()`` is timed, and once "
     "each way has 50 times the way with the shorter median is kept. It does "

@@ -12,13 +12,15 @@ returns, as without it.
 
 It is not free: the pipeline costs CPU time on both sides (psycopg's pipeline bookkeeping,
 and the extended protocol for ``BEGIN`` and for a statement that psycopg would otherwise send
-as a simple query). Where the client and the server share one CPU, a round trip costs only
-CPU time, and the two ways cost about the same (on a 2-core virtual machine, 96 µs per
-one-statement transaction either way). It pays where a round trip costs more than that: a
-server on another host, or on other CPUs of a virtual machine, where waking the server up is
-what a round trip costs. ``auto``, the default, measures which way is faster where the pool
-runs (:class:`BeginAhead`: a trial of the pool's first transactions, half each way, run
-again every 5 minutes); ``always`` and ``never`` decide without measuring.
+as a simple query), and ``BEGIN``, written at once, wakes the server up before the statement
+follows. Where the client and the server share one CPU, a round trip costs only CPU time,
+and that wake-up a context switch more: psycopg's way is faster (on a 2-core virtual
+machine, 96 µs per one-statement transaction against 114). It pays where a round trip costs
+more than that: a server on another host, or on other CPUs of a virtual machine, where
+waking the server up is what a round trip costs. ``auto``, the default, measures which way
+is faster where the pool runs (:class:`BeginAhead`: a trial of the pool's first
+transactions, half each way, run again every 5 minutes); ``always`` and ``never`` decide
+without measuring.
 
 It uses psycopg internals (:data:`PSYCOPG_ATTRIBUTES`, psycopg 3.2 and 3.3); where one is
 missing, or libpq has no pipeline mode, psycopg's own way is always taken.
@@ -69,7 +71,7 @@ TRIAL_LIMIT = 20 * TRIAL
 #: ``auto``: the least time between two statements the trial times, in seconds (10 ms): a
 #: trial takes at least a second (:data:`TRIAL` each way). Over loopback with the server's
 #: processes not pinned, the scheduler sometimes runs a server process on the client's CPU
-#: (where a round trip costs only CPU time, and psycopg's way is as fast) and mostly not (where
+#: (where a round trip costs only CPU time, and psycopg's way is faster) and mostly not (where
 #: ``BEGIN`` with the statement is faster); a trial of a pool's first 100 transactions, a few
 #: ms, often saw only the first placement, and a new pool's often did.
 TRIAL_SPACING = 0.01
