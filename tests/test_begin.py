@@ -507,10 +507,7 @@ async def test_async_begin_goes_at_once_then_the_statement_and_a_sync_in_one_wri
                     cursor = await again.execute(statement, (0,), prepare=prepare)
                     assert await cursor.fetchone() in [(0,), (1,)]
             assert _writes(conn) - before == _WRITES[statement, prepare][mode == "never"]
-        async with component.connection(timeout=10) as conn:
-            assert conn._pipeline is None
-            cursor = await conn.execute("SELECT 2")
-            assert await cursor.fetchone() == (2,)
+        await _assert_usable(component)
     finally:
         await component.close(None)
 
@@ -641,12 +638,17 @@ async def test_async_task_cancelled_as_begin_enters_its_pipeline_gets_its_cancel
             await asyncio.wait_for(task, 10)
         # the connection came back usable, out of any pipeline or transaction
         assert await _async_backend_pid(component) == pid
-        async with component.connection(timeout=10) as conn:
-            assert conn._pipeline is None
-            cursor = await conn.execute("SELECT 2")
-            assert await cursor.fetchone() == (2,)
+        await _assert_usable(component)
     finally:
         await component.close(None)
+
+
+async def _assert_usable(component: AsyncPostgresConnection) -> None:
+    """A checkout gets a connection out of any pipeline, that runs a statement."""
+    async with component.connection(timeout=10) as conn:
+        assert conn._pipeline is None
+        cursor = await conn.execute("SELECT 2")
+        assert await cursor.fetchone() == (2,)
 
 
 async def _async_backend_pid(component: AsyncPostgresConnection) -> int:
