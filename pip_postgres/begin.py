@@ -3,8 +3,8 @@
 In transactional mode psycopg starts a transaction by sending ``BEGIN`` and waiting for its
 answer before it sends the first statement: a checkout that runs one statement costs three
 round trips (``BEGIN``, the statement, ``COMMIT``). PgJDBC and Npgsql send ``BEGIN`` in the
-same write as the first statement, which saves one of them. The pool's cursors do the same
-here, with libpq's pipeline mode, for the statements where it changes nothing but the time it
+same write as the first statement, which saves one of them. The pool's cursors save it too,
+with libpq's pipeline mode, for the statements where it changes nothing but the time it
 takes (:func:`begin_ahead_query`): ``BEGIN`` (with the connection's isolation level,
 read-only and deferrable modes) is written at once, the statement follows without waiting
 for its answer, with a sync, and the statement's result or error is there when ``execute()``
