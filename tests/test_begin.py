@@ -168,21 +168,33 @@ async def test_async_statement_reaches_the_server_before_begins_answer(
         base_config(pg, connection__port=proxy.port, options__begin_with_statement="always")
     )
     await asyncio.wait_for(component.open(None), 30)
-    statement = "SELECT 'sent with begin: async'"
     try:
         async with component.connection() as conn:
-            pid = conn.info.backend_pid
-            proxy.hold_replies()
-            running = asyncio.ensure_future(conn.execute(statement))
-            try:
-                seen = await asyncio.to_thread(_wait_for_query, pg, pid, statement)
-            finally:
-                proxy.release_replies()
-            cursor = await asyncio.wait_for(running, SHOW_TIMEOUT)
-            assert seen == statement
-            assert await cursor.fetchone() == ("sent with begin: async",)
+            await _async_check_first_statement(pg, proxy, conn, "sent with begin: async", True)
     finally:
         await component.close(None)
+
+
+async def _async_check_first_statement(
+    pg: Server, proxy: FaultProxy, conn: psycopg.AsyncConnection[Any], text: str, reaches: bool
+) -> None:
+    """The async :func:`_check_first_statement`."""
+    statement = f"SELECT '{text}'"
+    pid = conn.info.backend_pid
+    proxy.hold_replies()
+    running = asyncio.ensure_future(conn.execute(statement))
+    try:
+        if reaches:
+            assert await asyncio.to_thread(_wait_for_query, pg, pid, statement) == statement
+        else:
+            assert await asyncio.to_thread(_wait_for_query, pg, pid, "BEGIN") == "BEGIN"
+            await asyncio.sleep(0.3)  # what was sent with it would have arrived by now
+            assert await asyncio.to_thread(_server_query, pg, pid) == "BEGIN"
+    finally:
+        proxy.release_replies()
+    cursor = await asyncio.wait_for(running, SHOW_TIMEOUT)
+    assert await cursor.fetchone() == (text,)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
 
 
 @pytest.mark.anyio
@@ -192,24 +204,13 @@ async def test_async_a_small_saving_sends_begin_with_the_statement_only_when_alo
     component = AsyncPostgresConnection()
     component.configure(base_config(pg, connection__port=proxy.port, options__max_pool_size=2))
     await asyncio.wait_for(component.open(None), 30)
-    statement = "SELECT 'not alone: async'"
     try:
         decision = cast(Any, component.get_connection()).begin_ahead
         decision._decide((100e-6, 150e-6))
         assert decision.on and not decision.busy_too
         async with component.connection() as conn, component.connection() as other:
             await other.execute("SELECT 1")
-            pid = conn.info.backend_pid
-            proxy.hold_replies()
-            running = asyncio.ensure_future(conn.execute(statement))
-            try:
-                assert await asyncio.to_thread(_wait_for_query, pg, pid, "BEGIN") == "BEGIN"
-                await asyncio.sleep(0.3)  # what was sent with it would have arrived by now
-                assert await asyncio.to_thread(_server_query, pg, pid) == "BEGIN"
-            finally:
-                proxy.release_replies()
-            cursor = await asyncio.wait_for(running, SHOW_TIMEOUT)
-            assert await cursor.fetchone() == ("not alone: async",)
+            await _async_check_first_statement(pg, proxy, conn, "not alone: async", False)
     finally:
         await component.close(None)
 
