@@ -74,6 +74,15 @@ DIRECT_PATH_ATTRIBUTES = (
 MIN_PING_TIMEOUT = 0.05
 MAX_PING_TIMEOUT = 2.0
 
+#: How long a connection must have been idle, in seconds, for its checkout to poll its socket
+#: (:func:`socket_has_news`): 100 µs. The poll catches what the server sent while the
+#: connection was idle (a termination notice), so what it can catch grows with the time idle,
+#: while its cost does not: a system call, a microsecond or two on a CPU that just woke up or
+#: ran the server. A connection given back less than this before, by a thread or task making
+#: requests back to back, is handed out without it; a notice that lands in such a gap costs
+#: that request an error, as one that lands during the request itself would.
+NEWS_CHECK_AFTER = 100e-6
+
 IDLE = pq.TransactionStatus.IDLE
 ACTIVE = pq.TransactionStatus.ACTIVE
 INTRANS = pq.TransactionStatus.INTRANS
@@ -204,8 +213,8 @@ class CheckoutMarks:
     #: that its checkout ended (and that the connection may be another holder's now).
     checkout_seq: int = 0
     #: A zero-timeout poll of its socket, made once when it connects (:func:`news_poller`),
-    #: so that :func:`socket_has_news` costs one system call at checkout (``None`` where C's
-    #: ``poll()`` cannot be called: Windows).
+    #: so that :func:`socket_has_news` costs one system call at a checkout after
+    #: :data:`NEWS_CHECK_AFTER` idle (``None`` where C's ``poll()`` cannot be called: Windows).
     news_poller: Callable[[], int] | None = None
     #: The open ``with conn:`` blocks, per thread or task: the checkout number each one
     #: started in (made when it connects; see :func:`block_started`).
@@ -280,9 +289,10 @@ def bypass_applies(
     All times are ``time.monotonic()`` seconds. It is if it was returned at most ``bypass``
     seconds ago, not before ``suspect_before`` (when another connection was found broken),
     and it is younger than ``max_lifetime``. The connection must still pass
-    :func:`idle_and_intact` and :func:`socket_has_news`. (The pools' checkout writes these
-    three rules out in one expression, a call less each on every checkout; a property test
-    holds it to these functions.)
+    :func:`idle_and_intact`, and :func:`socket_has_news` if it was idle
+    :data:`NEWS_CHECK_AFTER` or longer. (The pools' checkout writes these rules out in one
+    expression, a call less each on every checkout; a property test holds it to these
+    functions.)
     """
     return (
         now - returned_at <= bypass
@@ -843,9 +853,10 @@ class CheckoutPolicy:
 
         It is if it was returned within the bypass window, not before a connection was found
         broken, and is not past its lifetime (:func:`bypass_applies`), and if neither its own
-        state nor its socket shows that something happened to it (:func:`idle_and_intact`,
-        :func:`socket_has_news`): a closed or broken connection is never handed out, and one
-        that the server sent something (a termination notice) is validated. It is then
+        state nor its socket shows that something happened to it (:func:`idle_and_intact`;
+        :func:`socket_has_news`, if it was idle :data:`NEWS_CHECK_AFTER` or longer): a closed
+        or broken connection is never handed out, and one that the server sent something (a
+        termination notice) is validated. It is then
         stamped as checked out. Else it is validated (or replaced) first: see
         :meth:`_checkout_steps`.
 
@@ -855,15 +866,20 @@ class CheckoutPolicy:
         pool: Any = self  # (a psycopg_pool pool; no cast() call on this path)
         pgconn = conn.pgconn  # type: ignore[attr-defined]
         returned, poller = conn.returned_at, conn.news_poller
-        # bypass_applies(), idle_and_intact() and not socket_has_news(), written out: the
-        # checkout of every request comes here (a property test pins that they agree).
+        idle = now - returned
+        # bypass_applies(), idle_and_intact() and not socket_has_news() (after
+        # NEWS_CHECK_AFTER), written out: the checkout of every request comes here (a property
+        # test pins that they agree).
         if (
-            now - returned <= self.validation_bypass
+            idle <= self.validation_bypass
             and returned >= self._suspect_before
             and now - conn.created_at < pool.max_lifetime
             and pgconn.status == CONN_OK
             and pgconn.transaction_status == IDLE
-            and (poller() == 0 if poller is not None else not socket_has_news(pgconn.socket))
+            and (
+                idle < NEWS_CHECK_AFTER
+                or (poller() == 0 if poller is not None else not socket_has_news(pgconn.socket))
+            )
         ):
             self._checked_out(conn, now, depth)
             return True

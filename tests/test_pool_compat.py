@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from psycopg_pool import PoolClosed
 
 from pip_postgres import PostgresConnection, PostgresPool
-from pip_postgres.checkout import bypass_applies, idle_and_intact, news_poller, socket_has_news
+from pip_postgres.checkout import (
+    NEWS_CHECK_AFTER,
+    bypass_applies,
+    idle_and_intact,
+    news_poller,
+    socket_has_news,
+)
 
 from .conftest import Server, admin_query, backends
 from .test_reliability import app_name, opened, pool_of
@@ -232,6 +238,40 @@ def test_socket_has_news_sees_a_notification(component: PostgresConnection) -> N
         pool.putconn(conn)
 
 
+def test_a_checkout_polls_the_socket_only_after_news_check_after_idle(
+    component: PostgresConnection,
+) -> None:
+    """Given back less than ``NEWS_CHECK_AFTER`` before, a connection is handed out without the
+    poll's system call; idle that long, its news send it to validation."""
+    pool = pool_of(component)
+    conn = pool.getconn()
+    kept = (conn.returned_at, conn.created_at, conn.news_poller, pool._suspect_before)
+    polls: list[int] = []
+    poller = conn.news_poller
+    assert poller is not None
+
+    def counted() -> int:
+        polls.append(poller())
+        return polls[-1]
+
+    try:
+        conn.autocommit = True
+        conn.execute("LISTEN gap_news")
+        with component.connection() as other:
+            other.execute("NOTIFY gap_news")
+        assert wait_until(lambda: socket_has_news(conn.pgconn.socket))
+        conn.news_poller = counted
+        conn.returned_at = conn.created_at = pool._suspect_before = 0.0
+        assert pool._ready(conn, NEWS_CHECK_AFTER * 0.99)
+        assert polls == []
+        assert not pool._ready(conn, NEWS_CHECK_AFTER)
+        assert len(polls) == 1 and polls[0] > 0
+    finally:
+        conn.returned_at, conn.created_at, conn.news_poller, pool._suspect_before = kept
+        conn.execute("UNLISTEN *")  # (reads the notification)
+        pool.putconn(conn)
+
+
 #: Times for the rule's property test: eighths of a second, whose differences are exact.
 _TIME = st.integers(0, 48).map(lambda eighths: eighths / 8)
 #: How far a bound is from the value it bounds: met exactly, cleared or missed by a little or
@@ -254,6 +294,8 @@ _NEAR = st.sampled_from([0.0, 0.0, 0.125, -0.125, 1.0, -1.0])
 @example(times=(1.0, 1.0, 0.0, 1.0, -1.0, 0.0), state="idle", with_poller=True)
 @example(times=(1.0, 1.0, 0.0, 1.0, -1.0, 1.0), state="news", with_poller=True)
 @example(times=(1.0, 1.0, 0.0, 1.0, -1.0, 1.0), state="news", with_poller=False)
+# Given back a moment ago (no time idle): handed out without a look at its socket.
+@example(times=(1.0, 0.0, 0.0, 1.0, -1.0, 1.0), state="news", with_poller=True)
 def test_the_checkouts_written_out_rule_agrees_with_its_functions(
     component: PostgresConnection,
     times: tuple[float, float, float, float, float, float],
@@ -261,8 +303,8 @@ def test_the_checkouts_written_out_rule_agrees_with_its_functions(
     with_poller: bool,
 ) -> None:
     """``_ready()`` writes ``bypass_applies()``, ``idle_and_intact()`` and ``socket_has_news()``
-    out (every checkout goes through it): on a real connection it hands out exactly what they
-    let through."""
+    (after ``NEWS_CHECK_AFTER`` idle) out (every checkout goes through it): on a real
+    connection it hands out exactly what they let through."""
     returned, idle, created, off_bypass, off_suspect, off_lifetime = times
     now = returned + idle
     bypass = max(idle + off_bypass, 0.0)
@@ -289,7 +331,7 @@ def test_the_checkouts_written_out_rule_agrees_with_its_functions(
         expected = (
             bypass_applies(now, returned, created, bypass, suspect, lifetime)
             and idle_and_intact(pgconn.status, pgconn.transaction_status)
-            and not socket_has_news(pgconn.socket)
+            and (idle < NEWS_CHECK_AFTER or not socket_has_news(pgconn.socket))
         )
         assert pool._ready(conn, now) is expected
     finally:
