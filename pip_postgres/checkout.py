@@ -856,9 +856,8 @@ class CheckoutPolicy:
         state nor its socket shows that something happened to it (:func:`idle_and_intact`;
         :func:`socket_has_news`, if it was idle :data:`NEWS_CHECK_AFTER` or longer): a closed
         or broken connection is never handed out, and one that the server sent something (a
-        termination notice) is validated. It is then
-        stamped as checked out. Else it is validated (or replaced) first: see
-        :meth:`_checkout_steps`.
+        termination notice) is validated. It is then stamped as checked out. Else it is
+        validated (or replaced) first: see :meth:`_checkout_steps`.
 
         :param depth: how many frames of the stack, from :meth:`_checked_out`'s, are the
             pool's own (left out of the checkout stack kept for leak reports).
