@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Benchmark pip_postgres against psycopg_pool, pip-services4-postgres 0.0.1, "
         "a held connection and a connection per request, in four placements. A full run "
-        f"(about 14 minutes) writes {report.PAGE.relative_to(report.PAGE.parent.parent)}.",
+        f"(about 20 minutes) writes {report.PAGE.relative_to(report.PAGE.parent.parent)}.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run of about a minute; prints only"
