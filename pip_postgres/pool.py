@@ -467,7 +467,7 @@ class PostgresPool(CheckoutPolicy, ConnectionPool[PooledConnection]):
                 raise self._timeout_error(wait, 0) from None
             if self._ready(conn, monotonic()):
                 return conn
-        elif self._ready(conn, start):
+        elif self._ready(conn, monotonic()):  # (not start: the lock may have made it wait)
             return conn
         steps, reply = self._checkout_steps(conn, start, wait), None
         try:

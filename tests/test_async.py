@@ -8,6 +8,7 @@ import asyncio
 import os
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -27,6 +28,7 @@ from pip_postgres import (
     DefaultPostgresFactory,
     PostgresConfig,
 )
+from pip_postgres.checkout import socket_has_news
 from pip_postgres.embedded import EmbeddedPostgres
 
 from .conftest import LogCapture, Server, admin_query, backends, base_config
@@ -298,6 +300,34 @@ async def test_bypass_window_skips_validation_and_zero_validates_each(pg: Server
 
 
 @pytest.mark.slow
+async def test_the_news_check_counts_the_time_idle_until_the_take(pg: Server) -> None:
+    """As the threaded pool's: a checkout that waited for the pool's lock counts a connection's
+    time idle up to when it took it, so its news send it to validation."""
+    component = await opened(pg, max_pool_size=1, min_pool_size=1, validation_bypass=60_000)
+    try:
+        pool = pool_of(component)
+        conn = await pool.getconn()
+        await conn.set_autocommit(True)
+        await conn.execute("LISTEN lock_news")
+        await asyncio.to_thread(admin_query, pg, "NOTIFY lock_news")
+        await pool.putconn(conn)
+        for _ in range(200):  # at most 10 s for the notification to reach the socket
+            if socket_has_news(conn.pgconn.socket):
+                break
+            await asyncio.sleep(0.05)
+        assert socket_has_news(conn.pgconn.socket)
+        validated = pool.get_stats()["connections_validated"]
+        async with pool._lock:
+            conn.returned_at = time.monotonic()  # given back just before the checkout starts
+            taker = asyncio.create_task(pool.getconn(timeout=10))
+            await asyncio.sleep(0.05)  # the checkout waits for the lock
+        assert await asyncio.wait_for(taker, 10) is conn
+        await pool.putconn(conn)
+        assert pool.get_stats()["connections_validated"] == validated + 1
+    finally:
+        await component.close(None)
+
+
 async def test_connections_past_max_lifetime_are_replaced_unnoticed(pg: Server) -> None:
     component = await opened(pg, max_pool_size=2, max_lifetime=300, validation_bypass=0)
     try:

@@ -272,6 +272,38 @@ def test_a_checkout_polls_the_socket_only_after_news_check_after_idle(
         pool.putconn(conn)
 
 
+def test_the_news_check_counts_the_time_idle_until_the_take_not_from_the_checkouts_start(
+    pg: Server,
+) -> None:
+    """A checkout that waited for the pool's lock counts a connection's time idle up to when it
+    took it: one with news, given back just before the checkout began and idle through the
+    wait, is validated."""
+    component = opened(pg, max_pool_size=1, min_pool_size=1, validation_bypass=60_000)
+    try:
+        pool = pool_of(component)
+        conn = pool.getconn()
+        conn.autocommit = True
+        conn.execute("LISTEN lock_news")
+        admin_query(pg, "NOTIFY lock_news")
+        pool.putconn(conn)
+        assert wait_until(lambda: socket_has_news(conn.pgconn.socket))
+        validated = pool.get_stats()["connections_validated"]
+        got: list[Any] = []
+        with pool._lock:
+            # Given back as the checkout starts (a thread takes longer than 100 µs to start:
+            # the stamp is 10 ms ahead, and the lock is held 50 ms).
+            conn.returned_at = time.monotonic() + 0.01
+            taker = threading.Thread(target=lambda: got.append(pool.getconn(timeout=10)))
+            taker.start()
+            time.sleep(0.05)  # the checkout waits for the lock
+        taker.join(10)
+        assert got == [conn]
+        pool.putconn(conn)
+        assert pool.get_stats()["connections_validated"] == validated + 1
+    finally:
+        component.close(None)
+
+
 #: Times for the rule's property test: eighths of a second, whose differences are exact.
 _TIME = st.integers(0, 48).map(lambda eighths: eighths / 8)
 #: How far a bound is from the value it bounds: met exactly, cleared or missed by a little or
